@@ -1,0 +1,3 @@
+from sirem_cli.cli import main
+
+main()

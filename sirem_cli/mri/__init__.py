@@ -1,0 +1,1 @@
+"""MRI physics: spiral trajectories, coil sensitivities, SENSE operators."""
