@@ -1,0 +1,40 @@
+# sirem: the two set-up commands are `make demo` and `make test`; both create .venv first.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch is pinned in the same pip command: otherwise pip may swap in a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+DEMO_DIR ?= demo_out
+BENCH_DIR ?= bench_out
+export OMP_WAIT_POLICY ?= PASSIVE
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup test demo bench lint clean gpu-setup
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]' '$(TORCH)'
+	touch $@
+
+# CUDA extra (cufinufft), for machines with an NVIDIA GPU and CUDA 12 runtime libraries.
+gpu-setup: setup
+	$(BIN)/pip install --quiet -e '.[gpu]' '$(TORCH)'
+
+test: setup
+	$(BIN)/python -m pytest -q -n 2 --durations=15
+
+demo: setup
+	SIREM=$(BIN)/sirem bash examples/demo.sh $(DEMO_DIR)
+
+bench: setup
+	$(BIN)/python bench/run_all.py --out $(BENCH_DIR)
+
+lint: setup
+	$(BIN)/ruff check sirem_cli tests bench
+	$(BIN)/ruff format --check sirem_cli tests bench
+
+clean:
+	rm -rf $(DEMO_DIR) $(BENCH_DIR) .pytest_cache .ruff_cache

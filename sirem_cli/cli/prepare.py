@@ -1,0 +1,84 @@
+"""``sirem prepare``: the real (or synthetic) corpus -> one prepared HDF5 file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sirem_cli.cli._common import cli_errors, err, out, progress, table, warn
+
+
+def prepare(
+    root: Path = typer.Argument(..., help="USC-75 tree, a `sirem synth` folder or its usc75/."),
+    out_file: Path = typer.Argument(..., metavar="OUT.h5", help="Prepared HDF5 file to write."),
+    annot: Path = typer.Option(None, "--annot", help="Annot-16 tree, if not under ROOT."),
+    subject: list[str] = typer.Option(
+        None, "--subject", help="Prepare only this subject (repeatable), e.g. for make -j."
+    ),
+    skip_frames: int = typer.Option(10, "--skip-frames", help="Leading 13-arm frames to drop."),
+    audio_context: float = typer.Option(
+        0.25, "--audio-context", help="Half-width of each frame's audio window (s)."
+    ),
+    kspace_norm: str = typer.Option(
+        "utterance", "--kspace-norm", help="Normalize k-space per utterance or per frame."
+    ),
+    eba_articulators: str = typer.Option(
+        "tongue,upper_lip,lower_lip,velum",
+        "--eba-articulators",
+        help="Comma-separated articulators making up the explained-by-audio map.",
+    ),
+    splits: list[str] = typer.Option(
+        None, "--splits", help="Explicit splits, e.g. 'train=sub009,sub013 val=sub022 test=sub023'."
+    ),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the default subject split."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on an utterance with missing files."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT.h5."),
+) -> None:
+    """Turn raw spiral k-space, references, audio and annotations into sirem's prepared format.
+
+    Frames of 13 arms (arms ordered by interleaf), trajectory in radians in the upright image
+    axes, normalized k-space, Walsh coil maps, aligned references, 16 kHz audio windows,
+    explained-by-audio maps and subject-independent splits; see docs/hdf5-format.md.
+    """
+    with cli_errors():
+        from sirem_cli.data.prepare import PrepareConfig, summarize
+        from sirem_cli.data.prepare import prepare as run_prepare
+
+        config = PrepareConfig(
+            skip_frames=skip_frames,
+            audio_context_s=audio_context,
+            kspace_norm=kspace_norm,
+            eba_articulators=tuple(a.strip() for a in eba_articulators.split(",") if a.strip()),
+            splits=tuple(splits or ()),
+            split_seed=split_seed,
+            subjects=tuple(subject or ()),
+            strict=strict,
+        )
+        config.validate()
+        with progress() as bar:
+            task = bar.add_task("prepare", total=None, info="")
+
+            def report(prefix: str, index: int, total: int) -> None:
+                bar.update(task, completed=index, total=total, info=prefix)
+
+            result = run_prepare(
+                root, out_file, config, annot=annot, overwrite=overwrite, progress=report
+            )
+    for line in result.skipped:
+        warn(line)
+    out.print(
+        table(
+            f"sirem prepare -> {result.out}",
+            ["utterance", "split", "frames", "scan s", "annotated", "orientation", "warnings"],
+            summarize(result),
+        )
+    )
+    total_frames = sum(r.frames for r in result.utterances)
+    total_s = sum(r.seconds for r in result.utterances)
+    out.print(
+        f"{len(result.utterances)} utterances, {total_frames} frames, {total_s:.1f} s of scan, "
+        f"{len(result.skipped)} skipped, {result.wall_s:.1f} s"
+    )
+    for note in result.notes:
+        err.print(f"note: {note}")

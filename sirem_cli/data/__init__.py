@@ -1,0 +1,1 @@
+"""From the real corpus layout to sirem's prepared format (``sirem prepare``)."""

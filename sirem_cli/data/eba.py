@@ -1,0 +1,88 @@
+"""Explained-by-audio maps and articulator label rasters from Annot-16 contours (method.md 1.9)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+#: Label ids of the prepared ``labels`` raster (stored as JSON in its ``names`` attribute).
+LABEL_IDS: dict[str, int] = {
+    "epiglottis": 1,
+    "tongue": 2,
+    "lower_lip": 3,
+    "chin": 4,
+    "arytenoid": 5,
+    "pharyngeal_wall": 6,
+    "hard_palate": 7,
+    "velum": 8,
+    "upper_lip": 9,
+}
+#: The dynamic articulators that make up the default explained-by-audio map.
+DEFAULT_EBA_ARTICULATORS = ("tongue", "upper_lip", "lower_lip", "velum")
+
+
+def rasterize_polyline(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Draw an open polyline given in image pixels (x right, y down) as a 1-px boolean mask."""
+    from skimage.draw import line
+
+    mask = np.zeros(shape, dtype=bool)
+    pts = np.asarray(points, dtype=np.float64)
+    pts = pts[np.all(np.isfinite(pts), axis=1)]
+    if len(pts) == 0:
+        return mask
+    rc = np.rint(pts[:, ::-1]).astype(np.int64)  # (row, col)
+    if len(rc) == 1:
+        rc = np.vstack([rc, rc])
+    for (r0, c0), (r1, c1) in zip(rc[:-1], rc[1:], strict=True):
+        rr, cc = line(int(r0), int(c0), int(r1), int(c1))
+        keep = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
+        mask[rr[keep], cc[keep]] = True
+    return mask
+
+
+def contour_maps(
+    articulators: Mapping[str, np.ndarray],
+    shape: tuple[int, int],
+    *,
+    eba_articulators: Sequence[str] = DEFAULT_EBA_ARTICULATORS,
+    dilate_px: int = 3,
+    blur_sigma: float = 1.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Soft explained-by-audio map and label raster of one frame.
+
+    Args:
+        articulators: name -> (P, 2) polyline in upright image pixels.
+        shape: (H, W).
+        eba_articulators: names that make up the map.
+        dilate_px: dilation radius of the rasterized polylines.
+        blur_sigma: Gaussian blur of the dilated union (pixels).
+
+    Returns:
+        eba (H, W) float32 in [0, 1] and labels (H, W) uint8 (ids of :data:`LABEL_IDS`, each
+        articulator's polyline dilated by one pixel; later names win where they overlap).
+    """
+    from scipy.ndimage import binary_dilation, gaussian_filter
+
+    union = np.zeros(shape, dtype=bool)
+    labels = np.zeros(shape, dtype=np.uint8)
+    disk = _disk(dilate_px)
+    cross = _disk(1)
+    for name, pts in articulators.items():
+        if name not in LABEL_IDS:
+            continue
+        line_mask = rasterize_polyline(pts, shape)
+        if not line_mask.any():
+            continue
+        labels[binary_dilation(line_mask, cross)] = LABEL_IDS[name]
+        if name in eba_articulators:
+            union |= binary_dilation(line_mask, disk) if dilate_px > 0 else line_mask
+    eba = union.astype(np.float32)
+    if blur_sigma > 0:
+        eba = gaussian_filter(eba, blur_sigma, mode="constant")
+    return np.clip(eba, 0.0, 1.0).astype(np.float32), labels
+
+
+def _disk(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return (xx**2 + yy**2) <= radius**2

@@ -1,0 +1,465 @@
+"""``sirem prepare``: USC-75 raw files + Annot-16 annotations -> one prepared HDF5 file.
+
+The ten steps of method.md section 1, one utterance in memory at a time. The output is
+written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sirem_cli.data.eba import DEFAULT_EBA_ARTICULATORS, LABEL_IDS, contour_maps
+from sirem_cli.data.orientation import find_transform, fold_transform
+from sirem_cli.data.splits import assign_splits, parse_splits
+from sirem_cli.errors import FormatError, InputError
+from sirem_cli.io.atomic import check_output_path
+from sirem_cli.io.prepared import PreparedWriter
+
+ARMS = 13
+TARGET_RATE_HZ = 16000
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Options of :func:`prepare` (the ``sirem prepare`` flags); stored as JSON in the output."""
+
+    skip_frames: int = 10
+    audio_context_s: float = 0.25
+    kspace_norm: str = "utterance"
+    eba_articulators: tuple[str, ...] = DEFAULT_EBA_ARTICULATORS
+    eba_dilate_px: int = 3
+    eba_blur_sigma: float = 1.5
+    splits: tuple[str, ...] = ()
+    split_seed: int = 0
+    subjects: tuple[str, ...] = ()
+    image_size: int = 84
+    min_orientation_corr: float = 0.5
+    strict: bool = False
+
+    def validate(self) -> None:
+        """Raise InputError naming the first bad option."""
+        if self.skip_frames < 0:
+            raise InputError(f"--skip-frames must be >= 0, got {self.skip_frames}")
+        if not np.isfinite(self.audio_context_s) or self.audio_context_s <= 0:
+            raise InputError(f"--audio-context must be > 0 s, got {self.audio_context_s:g}")
+        if self.kspace_norm not in ("utterance", "frame"):
+            raise InputError(f"--kspace-norm must be utterance or frame, got {self.kspace_norm!r}")
+        unknown = [a for a in self.eba_articulators if a not in LABEL_IDS]
+        if unknown:
+            raise InputError(
+                f"--eba-articulators: unknown articulator {unknown[0]!r} "
+                f"(choose from {', '.join(LABEL_IDS)})"
+            )
+        if self.image_size < 8:
+            raise InputError(f"image size must be >= 8, got {self.image_size}")
+        parse_splits(self.splits)
+
+
+@dataclass
+class UtteranceReport:
+    """Per-utterance line of the closing table."""
+
+    prefix: str
+    subject: str
+    split: str
+    frames: int
+    seconds: float
+    annotated: bool
+    orientation: str
+    orientation_corr: float
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PrepareResult:
+    """What :func:`prepare` wrote."""
+
+    out: Path
+    utterances: list[UtteranceReport]
+    skipped: list[str]
+    notes: list[str]
+    wall_s: float
+
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def prepare(
+    root: Path,
+    out: Path,
+    config: PrepareConfig,
+    *,
+    annot: Path | None = None,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+) -> PrepareResult:
+    """Prepare every utterance found under ``root`` (and ``annot``) into ``out``.
+
+    Args:
+        root: a USC-75 tree (or a synthetic corpus folder, or its ``usc75/``).
+        out: the prepared HDF5 file to write.
+        config: options.
+        annot: Annot-16 tree when it is not under ``root``.
+        overwrite: replace an existing ``out``.
+        progress: ``progress(prefix, index, total)`` before each utterance and at the end.
+
+    Raises:
+        InputError, FormatError, OutputError: one line naming the file and the problem.
+    """
+    from sirem_cli.io.usc import discover
+
+    t0 = time.perf_counter()
+    config.validate()
+    root = Path(root)
+    check_output_path(Path(out), overwrite=overwrite)
+    annot_dirs = [annot] if annot is not None else []
+    found = discover(root, annot=annot, subjects=None)
+    if annot is None and (root.parent / "annot16").is_dir() and root.name == "usc75":
+        found = discover(root, annot=root.parent / "annot16", subjects=None)
+        annot_dirs.append(root.parent / "annot16")
+    truth_dir = root / "truth" if (root / "truth").is_dir() else root.parent / "truth"
+    all_subjects = sorted({u.subject for u in found})
+    split_of, split_note = assign_splits(
+        all_subjects, seed=config.split_seed, explicit=parse_splits(config.splits) or None
+    )
+    if config.subjects:
+        missing = [s for s in config.subjects if s not in all_subjects]
+        if missing:
+            raise InputError(f"{root}: no utterances of subject {missing[0]}")
+        found = [u for u in found if u.subject in config.subjects]
+
+    notes = [split_note]
+    skipped: list[str] = []
+    usable = []
+    for files in found:
+        lacking = [k for k in ("raw", "recon", "audio") if getattr(files, k) is None]
+        if lacking:
+            msg = f"{files.prefix}: no {', '.join(lacking)} file; skipped"
+            if config.strict:
+                raise InputError(f"{root}: {msg.replace('; skipped', '')} (--strict)")
+            skipped.append(msg)
+            continue
+        usable.append(files)
+    if not usable:
+        raise InputError(f"{root}: no utterance has raw, recon and audio files")
+
+    reports: list[UtteranceReport] = []
+    cfg_json = {**asdict(config), "root": str(root), "annot": [str(a) for a in annot_dirs]}
+    with PreparedWriter(Path(out), config=cfg_json, overwrite=overwrite) as writer:
+        for i, files in enumerate(usable):
+            if progress is not None:
+                progress(files.prefix, i, len(usable))
+            truth_path = files.truth
+            if truth_path is None and truth_dir.is_dir():
+                candidate = truth_dir / f"{files.prefix}_truth.h5"
+                truth_path = candidate if candidate.exists() else None
+            arrays, attrs, report = prepare_utterance(
+                files.raw, files.recon, files.audio, config,
+                track=files.track, truth=truth_path, prefix=files.prefix, subject=files.subject,
+            )
+            attrs["split"] = split_of[files.subject]
+            report.split = attrs["split"]
+            writer.write_utterance(files.prefix, attrs, arrays)
+            reports.append(report)
+            del arrays
+        if progress is not None:
+            progress("", len(usable), len(usable))
+    n_plain = sum(not r.annotated for r in reports)
+    if n_plain:
+        notes.append(f"{n_plain} utterance(s) without annotations: prepared without eba/labels")
+    return PrepareResult(Path(out), reports, skipped, notes, time.perf_counter() - t0)
+
+
+def prepare_utterance(
+    raw_path: Path,
+    recon_path: Path,
+    audio_path: Path,
+    config: PrepareConfig,
+    *,
+    track: Path | None = None,
+    truth: Path | None = None,
+    prefix: str = "",
+    subject: str = "",
+) -> tuple[dict[str, np.ndarray], dict[str, Any], UtteranceReport]:
+    """Run steps 1-9 of method.md section 1 on one utterance.
+
+    Returns:
+        The datasets and attributes of its ``/utterances/<prefix>`` group and a report line.
+    """
+    from sirem_cli.io.ismrmrd import read_raw
+    from sirem_cli.io.usc import read_recon
+
+    warnings: list[str] = []
+    scan = read_raw(Path(raw_path))  # step 1
+    tr_s = scan.header.tr_ms * 1e-3
+    ns = scan.data.shape[0]
+    kspace, traj_cycles, dcf = bin_frames(scan.data, scan.traj, scan.interleaf, raw_path)  # steps 2-3
+    n_all = kspace.shape[0]
+    skip = config.skip_frames
+    if n_all - skip < 1:
+        raise FormatError(
+            f"{raw_path}: {ns} acquisitions give {n_all} frames of 13 arms, "
+            f"none left after skipping {skip} (--skip-frames)"
+        )
+    kspace = kspace[skip:]
+    frames = np.arange(skip, n_all)
+    n_frames = kspace.shape[0]
+
+    recon = read_recon(Path(recon_path))  # (nof, n, n) h5py order
+    nof = recon.shape[0]
+    if abs(nof - ns // 2) > 1:
+        raise FormatError(
+            f"{recon_path}: /recon has {nof} frames, expected ns // 2 = {ns // 2} for {raw_path.name}"
+        )
+    ref_index = (ARMS * frames + 6) // 2  # step 6: nearest 2-arm frame to the 13-arm centre
+    if ref_index[-1] >= nof:
+        raise FormatError(f"{recon_path}: /recon has {nof} frames, frame {ref_index[-1]} is needed")
+    size = config.image_size
+    reference = _upright_frames(recon[ref_index], size)
+
+    # Step 7: orientation of a plain gridding, checked against /recon and folded into the data.
+    traj_raw = _to_radians(traj_cycles)
+    gridded = _grid_samples(kspace, traj_raw, dcf, size)
+    transform, corr, _ = find_transform(gridded, _normalize(reference[_sample_frames(n_frames)]))
+    if corr < config.min_orientation_corr:
+        raise FormatError(
+            f"{raw_path}: gridded frames do not match {Path(recon_path).name} in any orientation "
+            f"(best correlation {corr:.2f} < {config.min_orientation_corr})"
+        )
+    traj, kspace = fold_transform(traj_raw, kspace, transform)
+
+    # Step 4: k-space normalization.
+    mags = np.abs(kspace)
+    if config.kspace_norm == "utterance":
+        scale: float | np.ndarray = float(mags.max())
+        kspace /= np.float32(scale) if scale > 0 else 1
+    else:
+        scale = mags.reshape(n_frames, -1).max(axis=1)
+        kspace /= np.where(scale > 0, scale, 1).astype(np.float32)[:, None, None, None]
+    del mags
+
+    smaps = estimate_coil_maps(kspace, traj, dcf, size)  # step 5
+    frame_time = (ARMS * frames + 6.5) * tr_s
+
+    audio, window, audio_warn = load_audio_windows(
+        Path(audio_path), frame_time, config.audio_context_s, ns * tr_s
+    )  # step 8
+    warnings += audio_warn
+
+    arrays: dict[str, np.ndarray] = {
+        "kspace": kspace,
+        "traj": traj,
+        "dcf": dcf,
+        "smaps": smaps,
+        "reference": _normalize(reference),
+        "ref_index": ref_index.astype(np.int64),
+        "frame_time": frame_time,
+        "audio": audio,
+        "audio_window": window,
+    }
+    annotated = track is not None
+    if annotated:  # step 9
+        eba, labels = eba_from_track(Path(track), ref_index, nof, size, config)
+        arrays["eba"] = eba
+        arrays["labels"] = labels
+    if truth is not None:
+        arrays["truth"] = _truth_frames(Path(truth), ref_index, size)
+
+    attrs: dict[str, Any] = {
+        "subject": subject,
+        "split": "train",
+        "tr_s": tr_s,
+        "arms_per_frame": ARMS,
+        "frame_rate_hz": 1.0 / (ARMS * tr_s),
+        "n_acquisitions": ns,
+        "skip_frames": skip,
+        "kspace_norm": config.kspace_norm,
+        "kspace_scale": scale,
+        "orientation": transform.describe(),
+        "orientation_corr": corr,
+        "sample_rate_hz": TARGET_RATE_HZ,
+        "audio_context_s": config.audio_context_s,
+        "has_annotations": annotated,
+    }
+    report = UtteranceReport(
+        prefix=prefix, subject=subject, split="", frames=n_frames, seconds=ns * tr_s,
+        annotated=annotated, orientation=transform.describe(), orientation_corr=corr,
+        warnings=warnings,
+    )
+    return arrays, attrs, report
+
+
+def bin_frames(
+    data: np.ndarray, traj: np.ndarray, interleaf: np.ndarray, path: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 2-3: 13-arm frames with arms ordered by interleaf; one trajectory and DCF.
+
+    Args:
+        data: (ns, C, S) complex64 acquisitions.
+        traj: (ns, S, 3) float32 kx, ky (cycles/pixel) and DCF.
+        interleaf: (ns,) ``kspace_encode_step_1``.
+
+    Returns:
+        kspace (F, C, A, S) complex64, traj (A, S, 2) float64 cycles/pixel, dcf (A, S) float32.
+    """
+    ns = data.shape[0]
+    n_frames = ns // ARMS
+    if n_frames < 1:
+        raise FormatError(f"{path}: only {ns} acquisitions, fewer than one 13-arm frame")
+    il = np.asarray(interleaf[: n_frames * ARMS]).reshape(n_frames, ARMS)
+    order = np.argsort(il, axis=1, kind="stable")
+    sorted_il = np.take_along_axis(il, order, axis=1)
+    if not np.all(sorted_il == np.arange(ARMS)):
+        bad = int(np.nonzero(np.any(sorted_il != np.arange(ARMS), axis=1))[0][0])
+        raise FormatError(
+            f"{path}: interleaf order (kspace_encode_step_1) does not have period 13 "
+            f"(block {bad} holds {sorted(il[bad].tolist())})"
+        )
+    acq = (np.arange(n_frames)[:, None] * ARMS + order).reshape(-1)  # (F*A,) by interleaf
+    kspace = data[acq].reshape(n_frames, ARMS, *data.shape[1:]).transpose(0, 2, 1, 3)
+    per_arm = traj[acq].reshape(n_frames, ARMS, traj.shape[1], traj.shape[2])
+    kr = np.hypot(per_arm[..., 0], per_arm[..., 1])
+    kmax = float(kr.max())
+    if not 0.4 <= kmax <= 0.6:
+        raise FormatError(f"{path}: max |k| is {kmax:.3g}, expected about 0.5 cycles/pixel")
+    first = per_arm[0]
+    drift = float(np.abs(per_arm[..., :2] - first[None, ..., :2]).max())
+    if drift > 1e-3:
+        raise FormatError(
+            f"{path}: the trajectory of an interleaf changes across frames (by {drift:.3g} "
+            "cycles/pixel); per-frame trajectories are not supported by format version 1"
+        )
+    dcf = first[..., 2].astype(np.float32)
+    if not np.all(np.isfinite(dcf)) or dcf.min() < -1e-6:
+        raise FormatError(f"{path}: the density compensation (traj[:, 2]) has negative or non-finite values")
+    return np.ascontiguousarray(kspace, dtype=np.complex64), first[..., :2].astype(np.float64), dcf
+
+
+def _to_radians(traj_cycles: np.ndarray) -> np.ndarray:
+    rad = traj_cycles * 2 * np.pi
+    return np.where(rad >= np.pi, rad - 2 * np.pi, rad)
+
+
+def _sample_frames(n_frames: int, n: int = 8) -> np.ndarray:
+    return np.unique(np.linspace(0, n_frames - 1, min(n, n_frames)).round().astype(int))
+
+
+def _grid_samples(kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int) -> np.ndarray:
+    """Root-sum-of-squares adjoint gridding of a few frames (orientation check)."""
+    from sirem_cli.nufft import make_nufft
+
+    idx = _sample_frames(kspace.shape[0])
+    op = make_nufft(traj.reshape(-1, 2).astype(np.float32), (size, size))
+    weighted = kspace[idx] * dcf[None, None]
+    coil_images = np.asarray(op.adjoint(weighted.reshape(len(idx), kspace.shape[1], -1)))
+    return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=1))
+
+
+def estimate_coil_maps(kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int) -> np.ndarray:
+    """Step 5: Walsh maps from k-space averaged over all full rotations."""
+    from sirem_cli.mri.coils import walsh_maps
+    from sirem_cli.nufft import make_nufft
+
+    mean = kspace.mean(axis=0)  # (C, A, S)
+    op = make_nufft(traj.reshape(-1, 2).astype(np.float32), (size, size))
+    coil_images = np.asarray(op.adjoint((mean * dcf[None]).reshape(mean.shape[0], -1)))
+    return np.asarray(walsh_maps(coil_images), dtype=np.complex64)
+
+
+def _normalize(frames: np.ndarray) -> np.ndarray:
+    """Per-frame division by the maximum: non-negative frames into [0, 1]."""
+    frames = np.asarray(frames, dtype=np.float32)
+    peak = frames.reshape(frames.shape[0], -1).max(axis=1)
+    return frames / np.where(peak > 0, peak, 1)[:, None, None]
+
+
+def _upright_frames(recon_frames: np.ndarray, size: int) -> np.ndarray:
+    """``/recon[k]`` (h5py order) -> upright frames ``/recon[k].T`` resized to size x size."""
+    upright = np.swapaxes(np.asarray(recon_frames, dtype=np.float32), -1, -2)
+    upright = np.maximum(upright, 0)
+    if upright.shape[-2:] != (size, size):
+        from skimage.transform import resize
+
+        upright = resize(upright, (upright.shape[0], size, size), anti_aliasing=True).astype(np.float32)
+    return upright
+
+
+def load_audio_windows(
+    path: Path, frame_time: np.ndarray, context_s: float, scan_s: float
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Step 8: the waveform at 16 kHz and each frame's [start, stop) window in samples."""
+    import soxr
+
+    from sirem_cli.io.usc import read_wav
+
+    audio, rate = read_wav(path)
+    warnings: list[str] = []
+    duration = audio.shape[0] / rate
+    if duration < scan_s - 1.0:
+        raise FormatError(
+            f"{path}: audio lasts {duration:.2f} s, much shorter than the scan ({scan_s:.2f} s)"
+        )
+    if abs(duration - scan_s) > 0.2:
+        warnings.append(f"audio lasts {duration:.2f} s, scan {scan_s:.2f} s")
+    if rate != TARGET_RATE_HZ:
+        audio = soxr.resample(audio, rate, TARGET_RATE_HZ, quality="HQ")
+    half = int(round(context_s * TARGET_RATE_HZ))
+    centre = np.rint(frame_time * TARGET_RATE_HZ).astype(np.int64)
+    window = np.stack([centre - half, centre + half], axis=1)
+    return np.asarray(audio, dtype=np.float32), window, warnings
+
+
+def eba_from_track(
+    path: Path, ref_index: np.ndarray, nof: int, size: int, config: PrepareConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 9: explained-by-audio maps and label rasters of the aligned 2-arm frames."""
+    from sirem_cli.io.annot16 import frame_articulators, read_track
+
+    track = read_track(path)
+    if len(track) != nof:
+        raise FormatError(f"{path}: {len(track)} track records, but /recon has {nof} frames")
+    eba = np.empty((len(ref_index), size, size), np.float32)
+    labels = np.empty((len(ref_index), size, size), np.uint8)
+    for j, k in enumerate(ref_index):
+        arts = frame_articulators(track[int(k)], width=84, height=84)
+        if size != 84:
+            arts = {name: pts * (size / 84) for name, pts in arts.items()}
+        eba[j], labels[j] = contour_maps(
+            arts, (size, size), eba_articulators=config.eba_articulators,
+            dilate_px=config.eba_dilate_px, blur_sigma=config.eba_blur_sigma,
+        )
+    return eba, labels
+
+
+def _truth_frames(path: Path, ref_index: np.ndarray, size: int) -> np.ndarray:
+    """Synthetic ground truth at the aligned 2-arm frames, normalized to [0, 1]."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "truth" not in f:
+                raise FormatError(f"{path}: lacks the dataset 'truth'")
+            truth = f["truth"][np.asarray(ref_index)]
+    except OSError as exc:
+        raise FormatError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]})") from None
+    if truth.shape[-2:] != (size, size):
+        from skimage.transform import resize
+
+        truth = resize(truth, (truth.shape[0], size, size), anti_aliasing=True)
+    return _normalize(truth)
+
+
+def summarize(result: PrepareResult) -> list[list[Any]]:
+    """Rows of the closing table."""
+    return [
+        [r.prefix, r.split, r.frames, f"{r.seconds:.1f}", "yes" if r.annotated else "no",
+         f"{r.orientation} ({r.orientation_corr:.2f})", "; ".join(r.warnings) or "-"]
+        for r in result.utterances
+    ]
+

@@ -1,0 +1,393 @@
+"""Read and write the prepared and reconstruction HDF5 files (formats in :mod:`sirem_cli.io.schema`).
+
+Writers write under a temporary name and rename on success. Readers open files read-only,
+check format and version first, and accept several files as one dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from sirem_cli import __version__
+from sirem_cli.errors import FormatError, InputError
+from sirem_cli.io.atomic import atomic_path
+from sirem_cli.io.schema import (
+    FORMAT_VERSION,
+    PREPARED_FORMAT,
+    RECON_DATASETS,
+    RECON_FORMAT,
+    UTTERANCE_DATASETS,
+    DatasetSpec,
+    dataset_spec,
+)
+
+SPLITS = ("train", "val", "test")
+
+
+def now_iso() -> str:
+    """Current UTC time, ISO 8601."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def open_h5(path: Path, *, expect: str) -> h5py.File:
+    """Open ``path`` read-only and check its ``format`` and ``format_version``.
+
+    Raises:
+        InputError: the file does not exist.
+        FormatError: not HDF5, truncated, another format or version.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a {expect} HDF5 file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise FormatError(f"{path}: not a readable HDF5 file ({_short(exc)})") from None
+    fmt = f.attrs.get("format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    if fmt != expect:
+        f.close()
+        raise FormatError(f"{path}: not a {expect} file (format attribute is {fmt!r})")
+    version = int(f.attrs.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        f.close()
+        raise FormatError(
+            f"{path}: {expect} format version {version} is not supported "
+            f"(this sirem reads version {FORMAT_VERSION})"
+        )
+    if "utterances" not in f:
+        f.close()
+        raise FormatError(f"{path}: missing group /utterances")
+    return f
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:160]
+
+
+def _write_dataset(group: h5py.Group, spec: DatasetSpec, name: str, value: np.ndarray) -> None:
+    arr = np.asarray(value)
+    if arr.dtype != np.dtype(spec.dtype):
+        arr = arr.astype(spec.dtype)
+    if arr.ndim != len(spec.dims):
+        raise ValueError(f"{name}: expected {len(spec.dims)} dims {spec.dims}, got shape {arr.shape}")
+    kwargs: dict[str, Any] = {}
+    if arr.ndim >= 3 and arr.size > 4096:
+        kwargs["chunks"] = (1, *arr.shape[1:]) if arr.shape[0] > 1 else True
+    ds = group.create_dataset(name, data=arr, **kwargs)
+    ds.attrs["dims"] = ",".join(spec.dims)
+
+
+class _Writer:
+    """Common part of the prepared and reconstruction writers."""
+
+    format: str
+    specs: tuple[DatasetSpec, ...]
+
+    def __init__(self, path: Path, root_attrs: dict[str, Any], *, overwrite: bool = True) -> None:
+        self.path = Path(path)
+        self._root_attrs = root_attrs
+        self._overwrite = overwrite
+        self._stack = contextlib.ExitStack()
+        self.file: h5py.File | None = None
+
+    def __enter__(self) -> _Writer:
+        tmp = self._stack.enter_context(atomic_path(self.path, overwrite=self._overwrite))
+        self.file = self._stack.enter_context(h5py.File(tmp, "w"))
+        self.file.attrs.update(
+            {
+                "format": self.format,
+                "format_version": FORMAT_VERSION,
+                "sirem_version": __version__,
+                "created": now_iso(),
+            }
+        )
+        for key, value in self._root_attrs.items():
+            self.file.attrs[key] = json.dumps(value) if isinstance(value, dict | list) else value
+        self.file.create_group("utterances")
+        return self
+
+    def __exit__(self, *exc: object) -> bool | None:
+        return self._stack.__exit__(*exc)
+
+    def write_utterance(self, prefix: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Write one ``/utterances/<prefix>`` group with its attributes and datasets."""
+        assert self.file is not None, "use the writer as a context manager"
+        group = self.file["utterances"].create_group(prefix)
+        for key, value in attrs.items():
+            group.attrs[key] = value
+        for name, value in arrays.items():
+            _write_dataset(group, dataset_spec(self.specs, name), name, value)
+        self.file.flush()
+
+
+class PreparedWriter(_Writer):
+    """Write a prepared file: ``with PreparedWriter(path, config=...) as w: w.write_utterance(...)``."""
+
+    format = PREPARED_FORMAT
+    specs = UTTERANCE_DATASETS
+
+    def __init__(self, path: Path, *, config: dict[str, Any], overwrite: bool = True) -> None:
+        super().__init__(path, {"config": config}, overwrite=overwrite)
+
+
+class ReconWriter(_Writer):
+    """Write a reconstruction file (``/utterances/<prefix>/recon`` plus timing attributes)."""
+
+    format = RECON_FORMAT
+    specs = RECON_DATASETS
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        method: str,
+        source: Sequence[Path | str],
+        config: dict[str, Any],
+        device: str = "cpu",
+        nufft_backend: str = "finufft",
+        overwrite: bool = True,
+    ) -> None:
+        super().__init__(
+            path,
+            {
+                "method": method,
+                "source": json.dumps([str(s) for s in source]),
+                "config": config,
+                "device": device,
+                "nufft_backend": nufft_backend,
+            },
+            overwrite=overwrite,
+        )
+
+    def write_recon(self, prefix: str, recon: np.ndarray, *, wall_s: float) -> None:
+        """Write one utterance's (F, H, W) magnitude frames in [0, 1] and its timing."""
+        recon = np.asarray(recon, dtype=np.float32)
+        n_frames = max(1, recon.shape[0])
+        self.write_utterance(
+            prefix,
+            {"ms_per_frame": 1000.0 * wall_s / n_frames, "wall_s": float(wall_s)},
+            {"recon": recon},
+        )
+
+
+@dataclass(frozen=True)
+class UtteranceRef:
+    """Where one utterance lives in a set of prepared files."""
+
+    path: Path
+    prefix: str
+    subject: str
+    split: str
+    n_frames: int
+
+
+@dataclass(frozen=True)
+class ReconRef:
+    """One utterance of a reconstruction file."""
+
+    path: Path
+    prefix: str
+    n_frames: int
+    ms_per_frame: float
+
+
+def _attr(group: h5py.Group, key: str, path: Path) -> Any:
+    if key not in group.attrs:
+        raise FormatError(f"{path}: {group.name} lacks the attribute {key!r}")
+    value = group.attrs[key]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _check_group(group: h5py.Group, specs: tuple[DatasetSpec, ...], path: Path) -> None:
+    sizes: dict[str, int] = {}
+    for spec in specs:
+        names = [spec.name]
+        if spec.name == "embeddings/<encoder>":
+            names = [f"embeddings/{k}" for k in group.get("embeddings", {})]
+        for name in names:
+            if name not in group:
+                if spec.required:
+                    raise FormatError(f"{path}: {group.name} lacks the dataset {name!r}")
+                continue
+            ds = group[name]
+            if not isinstance(ds, h5py.Dataset):
+                raise FormatError(f"{path}: {group.name}/{name} is not a dataset")
+            if ds.dtype != np.dtype(spec.dtype):
+                raise FormatError(
+                    f"{path}: {group.name}/{name} has dtype {ds.dtype}, expected {spec.dtype}"
+                )
+            if ds.ndim != len(spec.dims):
+                raise FormatError(
+                    f"{path}: {group.name}/{name} has shape {ds.shape}, expected dims "
+                    f"{','.join(spec.dims)}"
+                )
+            for letter, size in zip(spec.dims, ds.shape, strict=True):
+                if letter.isdigit():
+                    if size != int(letter):
+                        raise FormatError(
+                            f"{path}: {group.name}/{name} has shape {ds.shape}, expected "
+                            f"{','.join(spec.dims)}"
+                        )
+                    continue
+                if sizes.setdefault(letter, size) != size:
+                    raise FormatError(
+                        f"{path}: {group.name}/{name} has {letter} = {size}, but other datasets "
+                        f"have {letter} = {sizes[letter]}"
+                    )
+
+
+class PreparedSet:
+    """One or more prepared files read as one dataset.
+
+    Utterances are addressed by prefix; a prefix present in two files is an error.
+    """
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self.paths = [Path(p) for p in paths]
+        if not self.paths:
+            raise InputError("no prepared file given")
+        self.utterances: list[UtteranceRef] = []
+        self.configs: dict[Path, dict[str, Any]] = {}
+        seen: dict[str, Path] = {}
+        for path in self.paths:
+            with open_h5(path, expect=PREPARED_FORMAT) as f:
+                try:
+                    self.configs[path] = json.loads(f.attrs.get("config", "{}"))
+                except json.JSONDecodeError:
+                    raise FormatError(f"{path}: the config attribute is not JSON") from None
+                for prefix, group in f["utterances"].items():
+                    _check_group(group, UTTERANCE_DATASETS, path)
+                    if prefix in seen:
+                        raise InputError(
+                            f"{path}: utterance {prefix} is also in {seen[prefix]} "
+                            "(give each utterance once)"
+                        )
+                    seen[prefix] = path
+                    split = _attr(group, "split", path)
+                    if split not in SPLITS:
+                        raise FormatError(f"{path}: {prefix} has an unknown split {split!r}")
+                    self.utterances.append(
+                        UtteranceRef(
+                            path=path,
+                            prefix=prefix,
+                            subject=str(_attr(group, "subject", path)),
+                            split=split,
+                            n_frames=int(group["kspace"].shape[0]),
+                        )
+                    )
+        if not self.utterances:
+            raise InputError(f"{self.paths[0]}: holds no utterances")
+
+    def select(self, split: str = "all") -> list[UtteranceRef]:
+        """Utterances of one split (``train``, ``val``, ``test``) or ``all``."""
+        if split == "all":
+            return list(self.utterances)
+        if split not in SPLITS:
+            raise InputError(f"unknown split {split!r}: choose from {', '.join((*SPLITS, 'all'))}")
+        chosen = [u for u in self.utterances if u.split == split]
+        if not chosen:
+            names = ", ".join(str(p) for p in self.paths)
+            raise InputError(f"{names}: no utterances in the {split} split")
+        return chosen
+
+    def find(self, prefix: str) -> UtteranceRef:
+        """The utterance with this prefix."""
+        for u in self.utterances:
+            if u.prefix == prefix:
+                return u
+        raise InputError(f"utterance {prefix} is not in {', '.join(str(p) for p in self.paths)}")
+
+    @staticmethod
+    def read(ref: UtteranceRef, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """Read datasets (all when ``names`` is None) and attributes of one utterance.
+
+        Returns:
+            A dict of arrays keyed by dataset name, plus ``"attrs"`` (dict). Optional datasets
+            that are absent are simply missing from the dict.
+        """
+        with open_h5(ref.path, expect=PREPARED_FORMAT) as f:
+            group = f["utterances"][ref.prefix]
+            out: dict[str, Any] = {"attrs": {k: _decode(v) for k, v in group.attrs.items()}}
+            wanted = names if names is not None else [k for k in group if k != "embeddings"]
+            for name in wanted:
+                if name in group:
+                    out[name] = group[name][()]
+            if "labels" in group:
+                out["attrs"]["label_names"] = _decode(group["labels"].attrs.get("names", "{}"))
+            return out
+
+    @staticmethod
+    def embeddings(ref: UtteranceRef, encoder: str) -> np.ndarray | None:
+        """Cached embeddings of ``encoder`` for one utterance, or None."""
+        with open_h5(ref.path, expect=PREPARED_FORMAT) as f:
+            group = f["utterances"][ref.prefix]
+            key = f"embeddings/{encoder}"
+            return group[key][()] if key in group else None
+
+
+def _decode(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def store_embeddings(path: Path, prefix: str, encoder: str, values: np.ndarray, info: dict[str, Any]) -> None:
+    """Cache frozen-encoder embeddings in a prepared file (the one in-place update sirem makes).
+
+    The write is a single new dataset; an interrupted write leaves the rest of the file intact
+    and the dataset is replaced on the next run.
+    """
+    with h5py.File(path, "r+") as f:
+        group = f["utterances"][prefix]
+        key = f"embeddings/{encoder}"
+        if key in group:
+            del group[key]
+        ds = group.create_dataset(key, data=np.asarray(values, dtype=np.float32))
+        ds.attrs["dims"] = "F,E"
+        ds.attrs["info"] = json.dumps(info)
+
+
+class ReconSet:
+    """One reconstruction file, opened read-only and checked."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        with open_h5(self.path, expect=RECON_FORMAT) as f:
+            self.attrs = {k: _decode(v) for k, v in f.attrs.items()}
+            self.method = str(self.attrs.get("method", self.path.stem))
+            self.utterances: list[ReconRef] = []
+            for prefix, group in f["utterances"].items():
+                _check_group(group, RECON_DATASETS, self.path)
+                self.utterances.append(
+                    ReconRef(
+                        path=self.path,
+                        prefix=prefix,
+                        n_frames=int(group["recon"].shape[0]),
+                        ms_per_frame=float(group.attrs.get("ms_per_frame", float("nan"))),
+                    )
+                )
+        if not self.utterances:
+            raise FormatError(f"{self.path}: holds no utterances")
+
+    def read(self, prefix: str) -> np.ndarray:
+        """The (F, H, W) float32 frames of one utterance."""
+        with open_h5(self.path, expect=RECON_FORMAT) as f:
+            if prefix not in f["utterances"]:
+                raise InputError(f"{self.path}: has no utterance {prefix}")
+            return f["utterances"][prefix]["recon"][()]
+
+    def iter_frames(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Yield (prefix, frames) for every utterance."""
+        for ref in self.utterances:
+            yield ref.prefix, self.read(ref.prefix)

@@ -1,0 +1,54 @@
+"""Shared fixtures. Environment first: nothing may reach a network or spin OpenMP threads."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+#: The shared test corpus: 3 speakers (so every split has one), 1 utterance each, 3 s scans.
+CORPUS_ARGS = {"subjects": 3, "utterances": 1, "seconds": 3.0, "seed": 0}
+
+
+def _shared(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Path:
+    """Build an artefact once per test session, also across pytest-xdist workers."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    target = root / name
+    with FileLock(str(target) + ".lock"):
+        if not (target.exists() and (target.parent / f"{name}.done").exists()):
+            build(target)
+            (target.parent / f"{name}.done").write_text("ok")
+    return target
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic corpus written by ``sirem synth`` (read-only for tests)."""
+    from sirem_cli.synth.corpus import SynthConfig, synthesize_corpus
+
+    def build(path: Path) -> None:
+        synthesize_corpus(path, SynthConfig(**CORPUS_ARGS), overwrite=True)
+
+    return _shared(tmp_path_factory, "corpus", build)
+
+
+@pytest.fixture(scope="session")
+def prepared_file(tmp_path_factory: pytest.TempPathFactory, synth_corpus: Path) -> Path:
+    """The shared corpus prepared with default options (read-only for tests)."""
+    from sirem_cli.data.prepare import PrepareConfig, prepare
+
+    def build(path: Path) -> None:
+        prepare(synth_corpus, path, PrepareConfig(), overwrite=True)
+
+    return _shared(tmp_path_factory, "prepared.h5", build)
