@@ -9,9 +9,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 #: The shared test corpus: 3 speakers (so every split has one), 1 utterance each, 3 s scans.
 CORPUS_ARGS = {"subjects": 3, "utterances": 1, "seconds": 3.0, "seed": 0}

@@ -12,17 +12,20 @@ def ndft_adjoint(kspace, omega, n):
     return np.einsum("k,kr,kc->rc", kspace, e0, e1)
 
 
-@pytest.mark.parametrize("transform", [*DIHEDRAL, Transform(True, True, False, 1, -1)],
-                         ids=lambda t: t.describe())
+@pytest.mark.parametrize(
+    "transform", [*DIHEDRAL, Transform(True, True, False, 1, -1)], ids=lambda t: t.describe()
+)
 def test_folding_gives_the_transformed_image_pixel_exact(transform):
     rng = np.random.default_rng(1)
     n = 12
     omega = rng.uniform(-np.pi, np.pi, (2, 40, 2))  # (A, S, 2)
-    kspace = (rng.standard_normal((1, 1, 2, 40)) + 1j * rng.standard_normal((1, 1, 2, 40)))
+    kspace = rng.standard_normal((1, 1, 2, 40)) + 1j * rng.standard_normal((1, 1, 2, 40))
     before = ndft_adjoint(kspace.reshape(-1), omega.reshape(-1, 2), n)
     new_traj, new_k = fold_transform(omega, kspace.astype(np.complex64), transform)
     assert new_traj.min() >= -np.pi and new_traj.max() < np.pi
-    after = ndft_adjoint(new_k.reshape(-1).astype(np.complex128), new_traj.reshape(-1, 2).astype(np.float64), n)
+    after = ndft_adjoint(
+        new_k.reshape(-1).astype(np.complex128), new_traj.reshape(-1, 2).astype(np.float64), n
+    )
     expected = transform.apply(before)
     if transform.shift0 or transform.shift1:  # a shift is exact away from the wrapped border
         after, expected = after[1:-1, 1:-1], expected[1:-1, 1:-1]

@@ -41,8 +41,9 @@ def test_prepared_round_trip_several_files(tmp_path):
     for i, split in enumerate(["train", "test"]):
         path = tmp_path / f"p{i}.h5"
         with PreparedWriter(path, config={"k": i}) as w:
-            w.write_utterance(f"sub00{i}_2drt_17_topic1", {"subject": f"sub00{i}", "split": split},
-                              _utterance())
+            w.write_utterance(
+                f"sub00{i}_2drt_17_topic1", {"subject": f"sub00{i}", "split": split}, _utterance()
+            )
         paths.append(path)
     ds = PreparedSet(paths)
     assert [u.split for u in ds.utterances] == ["train", "test"]
@@ -88,7 +89,10 @@ def test_inconsistent_shapes_and_wrong_format_are_refused(tmp_path):
 
 def test_recon_writer_is_atomic_and_round_trips(tmp_path):
     path = tmp_path / "r.h5"
-    with pytest.raises(RuntimeError), ReconWriter(path, method="gridding", source=["p.h5"], config={}) as w:
+    with (
+        pytest.raises(RuntimeError),
+        ReconWriter(path, method="gridding", source=["p.h5"], config={}) as w,
+    ):
         w.write_recon("sub001_2drt_17_topic1", np.zeros((2, 4, 4)), wall_s=1.0)
         raise RuntimeError("boom")
     assert not path.exists() and list(tmp_path.iterdir()) == []

@@ -16,7 +16,9 @@ def test_default_split_is_the_papers_10_2_4_and_stable():
     assert again == mapping  # independent of discovery order
 
 
-@pytest.mark.parametrize(("n", "expected"), [(3, (1, 1, 1)), (4, (2, 1, 1)), (8, (5, 1, 2)), (2, (2, 0, 0))])
+@pytest.mark.parametrize(
+    ("n", "expected"), [(3, (1, 1, 1)), (4, (2, 1, 1)), (8, (5, 1, 2)), (2, (2, 0, 0))]
+)
 def test_small_corpora_keep_every_split_non_empty(n, expected):
     mapping, note = assign_splits(SUBJECTS[:n])
     counts = tuple(sum(v == k for v in mapping.values()) for k in ("train", "val", "test"))
@@ -40,7 +42,10 @@ def test_explicit_splits():
 def test_polyline_raster_and_maps():
     line = rasterize_polyline(np.array([[2.0, 5.0], [10.0, 5.0]]), (16, 16))
     assert line[5, 2:11].all() and line.sum() == 9
-    arts = {"tongue": np.array([[2.0, 5.0], [10.0, 5.0]]), "hard_palate": np.array([[2.0, 12.0], [12.0, 12.0]])}
+    arts = {
+        "tongue": np.array([[2.0, 5.0], [10.0, 5.0]]),
+        "hard_palate": np.array([[2.0, 12.0], [12.0, 12.0]]),
+    }
     eba, labels = contour_maps(arts, (16, 16))
     assert eba.dtype == np.float32 and 0 <= eba.min() and eba.max() <= 1
     assert eba[5, 6] > 0.9  # on the tongue contour

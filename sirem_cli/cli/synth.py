@@ -11,7 +11,9 @@ from sirem_cli.cli._common import cli_errors, out, progress, table
 
 def synth(
     out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (must not exist)."),
-    subjects: int = typer.Option(4, "--subjects", help="Number of speakers (Annot-16 ids, in order)."),
+    subjects: int = typer.Option(
+        4, "--subjects", help="Number of speakers (Annot-16 ids, in order)."
+    ),
     subject: list[str] = typer.Option(
         None, "--subject", help="Explicit speaker id (repeatable), e.g. sub061."
     ),
@@ -57,7 +59,14 @@ def synth(
 
             result = synthesize_corpus(out_dir, config, overwrite=overwrite, progress=report)
     rows = [
-        [u.prefix, u.subject, u.n_acquisitions, u.n_frames_2arm, f"{u.seconds:.1f}", f"{u.wall_s:.1f}"]
+        [
+            u.prefix,
+            u.subject,
+            u.n_acquisitions,
+            u.n_frames_2arm,
+            f"{u.seconds:.1f}",
+            f"{u.wall_s:.1f}",
+        ]
         for u in result.utterances
     ]
     out.print(

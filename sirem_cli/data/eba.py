@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -34,7 +35,7 @@ def rasterize_polyline(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray
     rc = np.rint(pts[:, ::-1]).astype(np.int64)  # (row, col)
     if len(rc) == 1:
         rc = np.vstack([rc, rc])
-    for (r0, c0), (r1, c1) in zip(rc[:-1], rc[1:], strict=True):
+    for (r0, c0), (r1, c1) in itertools.pairwise(rc):
         rr, cc = line(int(r0), int(c0), int(r1), int(c1))
         keep = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
         mask[rr[keep], cc[keep]] = True

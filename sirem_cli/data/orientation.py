@@ -43,8 +43,15 @@ class Transform:
 
     def describe(self) -> str:
         """A short human-readable description, e.g. ``transpose,flip0``."""
-        parts = [name for name, on in (("transpose", self.transpose), ("flip0", self.flip0),
-                                       ("flip1", self.flip1)) if on]
+        parts = [
+            name
+            for name, on in (
+                ("transpose", self.transpose),
+                ("flip0", self.flip0),
+                ("flip1", self.flip1),
+            )
+            if on
+        ]
         if self.shift0 or self.shift1:
             parts.append(f"shift({self.shift0},{self.shift1})")
         return ",".join(parts) or "identity"
@@ -62,7 +69,9 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / den) if den > 0 else 0.0
 
 
-def find_transform(gridded: np.ndarray, reference: np.ndarray) -> tuple[Transform, float, list[float]]:
+def find_transform(
+    gridded: np.ndarray, reference: np.ndarray
+) -> tuple[Transform, float, list[float]]:
     """Choose the transform mapping gridded images onto upright references.
 
     Args:
@@ -73,14 +82,18 @@ def find_transform(gridded: np.ndarray, reference: np.ndarray) -> tuple[Transfor
         The best transform (dihedral part plus an integer shift in {-1, 0, 1}^2), its mean
         correlation, and the mean correlation of each of the 8 dihedral candidates.
     """
-    scores = [float(np.mean([_corr(t.apply(g), r) for g, r in zip(gridded, reference, strict=True)]))
-              for t in DIHEDRAL]
+    scores = [
+        float(np.mean([_corr(t.apply(g), r) for g, r in zip(gridded, reference, strict=True)]))
+        for t in DIHEDRAL
+    ]
     best = DIHEDRAL[int(np.argmax(scores))]
     shifted = []
     for s0 in (-1, 0, 1):
         for s1 in (-1, 0, 1):
             t = Transform(best.transpose, best.flip0, best.flip1, s0, s1)
-            score = float(np.mean([_corr(t.apply(g), r) for g, r in zip(gridded, reference, strict=True)]))
+            score = float(
+                np.mean([_corr(t.apply(g), r) for g, r in zip(gridded, reference, strict=True)])
+            )
             shifted.append((score, abs(s0) + abs(s1) == 0, t))
     score, _, chosen = max(shifted, key=lambda item: (item[0], item[1]))
     return chosen, score, scores

@@ -160,8 +160,14 @@ def prepare(
                 candidate = truth_dir / f"{files.prefix}_truth.h5"
                 truth_path = candidate if candidate.exists() else None
             arrays, attrs, report = prepare_utterance(
-                files.raw, files.recon, files.audio, config,
-                track=files.track, truth=truth_path, prefix=files.prefix, subject=files.subject,
+                files.raw,
+                files.recon,
+                files.audio,
+                config,
+                track=files.track,
+                truth=truth_path,
+                prefix=files.prefix,
+                subject=files.subject,
             )
             attrs["split"] = split_of[files.subject]
             report.split = attrs["split"]
@@ -199,7 +205,9 @@ def prepare_utterance(
     scan = read_raw(Path(raw_path))  # step 1
     tr_s = scan.header.tr_ms * 1e-3
     ns = scan.data.shape[0]
-    kspace, traj_cycles, dcf = bin_frames(scan.data, scan.traj, scan.interleaf, raw_path)  # steps 2-3
+    kspace, traj_cycles, dcf = bin_frames(
+        scan.data, scan.traj, scan.interleaf, raw_path
+    )  # steps 2-3
     n_all = kspace.shape[0]
     skip = config.skip_frames
     if n_all - skip < 1:
@@ -288,8 +296,14 @@ def prepare_utterance(
         "has_annotations": annotated,
     }
     report = UtteranceReport(
-        prefix=prefix, subject=subject, split="", frames=n_frames, seconds=ns * tr_s,
-        annotated=annotated, orientation=transform.describe(), orientation_corr=corr,
+        prefix=prefix,
+        subject=subject,
+        split="",
+        frames=n_frames,
+        seconds=ns * tr_s,
+        annotated=annotated,
+        orientation=transform.describe(),
+        orientation_corr=corr,
         warnings=warnings,
     )
     return arrays, attrs, report
@@ -337,7 +351,9 @@ def bin_frames(
         )
     dcf = first[..., 2].astype(np.float32)
     if not np.all(np.isfinite(dcf)) or dcf.min() < -1e-6:
-        raise FormatError(f"{path}: the density compensation (traj[:, 2]) has negative or non-finite values")
+        raise FormatError(
+            f"{path}: the density compensation (traj[:, 2]) has negative or non-finite values"
+        )
     return np.ascontiguousarray(kspace, dtype=np.complex64), first[..., :2].astype(np.float64), dcf
 
 
@@ -361,7 +377,9 @@ def _grid_samples(kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: i
     return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=1))
 
 
-def estimate_coil_maps(kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int) -> np.ndarray:
+def estimate_coil_maps(
+    kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int
+) -> np.ndarray:
     """Step 5: Walsh maps from k-space averaged over all full rotations."""
     from sirem_cli.mri.coils import walsh_maps
     from sirem_cli.nufft import make_nufft
@@ -386,7 +404,9 @@ def _upright_frames(recon_frames: np.ndarray, size: int) -> np.ndarray:
     if upright.shape[-2:] != (size, size):
         from skimage.transform import resize
 
-        upright = resize(upright, (upright.shape[0], size, size), anti_aliasing=True).astype(np.float32)
+        upright = resize(upright, (upright.shape[0], size, size), anti_aliasing=True).astype(
+            np.float32
+        )
     return upright
 
 
@@ -409,7 +429,7 @@ def load_audio_windows(
         warnings.append(f"audio lasts {duration:.2f} s, scan {scan_s:.2f} s")
     if rate != TARGET_RATE_HZ:
         audio = soxr.resample(audio, rate, TARGET_RATE_HZ, quality="HQ")
-    half = int(round(context_s * TARGET_RATE_HZ))
+    half = round(context_s * TARGET_RATE_HZ)
     centre = np.rint(frame_time * TARGET_RATE_HZ).astype(np.int64)
     window = np.stack([centre - half, centre + half], axis=1)
     return np.asarray(audio, dtype=np.float32), window, warnings
@@ -431,8 +451,11 @@ def eba_from_track(
         if size != 84:
             arts = {name: pts * (size / 84) for name, pts in arts.items()}
         eba[j], labels[j] = contour_maps(
-            arts, (size, size), eba_articulators=config.eba_articulators,
-            dilate_px=config.eba_dilate_px, blur_sigma=config.eba_blur_sigma,
+            arts,
+            (size, size),
+            eba_articulators=config.eba_articulators,
+            dilate_px=config.eba_dilate_px,
+            blur_sigma=config.eba_blur_sigma,
         )
     return eba, labels
 
@@ -447,7 +470,9 @@ def _truth_frames(path: Path, ref_index: np.ndarray, size: int) -> np.ndarray:
                 raise FormatError(f"{path}: lacks the dataset 'truth'")
             truth = f["truth"][np.asarray(ref_index)]
     except OSError as exc:
-        raise FormatError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]})") from None
+        raise FormatError(
+            f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]})"
+        ) from None
     if truth.shape[-2:] != (size, size):
         from skimage.transform import resize
 
@@ -458,8 +483,14 @@ def _truth_frames(path: Path, ref_index: np.ndarray, size: int) -> np.ndarray:
 def summarize(result: PrepareResult) -> list[list[Any]]:
     """Rows of the closing table."""
     return [
-        [r.prefix, r.split, r.frames, f"{r.seconds:.1f}", "yes" if r.annotated else "no",
-         f"{r.orientation} ({r.orientation_corr:.2f})", "; ".join(r.warnings) or "-"]
+        [
+            r.prefix,
+            r.split,
+            r.frames,
+            f"{r.seconds:.1f}",
+            "yes" if r.annotated else "no",
+            f"{r.orientation} ({r.orientation_corr:.2f})",
+            "; ".join(r.warnings) or "-",
+        ]
         for r in result.utterances
     ]
-

@@ -82,7 +82,9 @@ def _write_dataset(group: h5py.Group, spec: DatasetSpec, name: str, value: np.nd
     if arr.dtype != np.dtype(spec.dtype):
         arr = arr.astype(spec.dtype)
     if arr.ndim != len(spec.dims):
-        raise ValueError(f"{name}: expected {len(spec.dims)} dims {spec.dims}, got shape {arr.shape}")
+        raise ValueError(
+            f"{name}: expected {len(spec.dims)} dims {spec.dims}, got shape {arr.shape}"
+        )
     kwargs: dict[str, Any] = {}
     if arr.ndim >= 3 and arr.size > 4096:
         kwargs["chunks"] = (1, *arr.shape[1:]) if arr.shape[0] > 1 else True
@@ -122,7 +124,9 @@ class _Writer:
     def __exit__(self, *exc: object) -> bool | None:
         return self._stack.__exit__(*exc)
 
-    def write_utterance(self, prefix: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    def write_utterance(
+        self, prefix: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> None:
         """Write one ``/utterances/<prefix>`` group with its attributes and datasets."""
         assert self.file is not None, "use the writer as a context manager"
         group = self.file["utterances"].create_group(prefix)
@@ -342,7 +346,9 @@ def _decode(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def store_embeddings(path: Path, prefix: str, encoder: str, values: np.ndarray, info: dict[str, Any]) -> None:
+def store_embeddings(
+    path: Path, prefix: str, encoder: str, values: np.ndarray, info: dict[str, Any]
+) -> None:
     """Cache frozen-encoder embeddings in a prepared file (the one in-place update sirem makes).
 
     The write is a single new dataset; an interrupted write leaves the rest of the file intact

@@ -69,31 +69,57 @@ UTTERANCE_ATTRS = (
 
 UTTERANCE_DATASETS = (
     DatasetSpec(
-        "kspace", "complex64", ("F", "C", "A", "S"), "a.u.", True,
+        "kspace",
+        "complex64",
+        ("F", "C", "A", "S"),
+        "a.u.",
+        True,
         "13-arm frames, arms ordered by interleaf, normalized",
     ),
     DatasetSpec(
-        "traj", "float32", ("A", "S", "2"), "rad in [-pi, pi)", True,
+        "traj",
+        "float32",
+        ("A", "S", "2"),
+        "rad in [-pi, pi)",
+        True,
         "k-space coordinates in upright image axes (row, column)",
     ),
     DatasetSpec("dcf", "float32", ("A", "S"), "1", True, "density compensation"),
     DatasetSpec("smaps", "complex64", ("C", "H", "W"), "1", True, "Walsh coil sensitivities"),
-    DatasetSpec("reference", "float32", ("F", "H", "W"), "[0, 1]", True, "aligned reference frames"),
-    DatasetSpec("ref_index", "int64", ("F",), "frame", True, "index k_t of the 2-arm reference frame"),
+    DatasetSpec(
+        "reference", "float32", ("F", "H", "W"), "[0, 1]", True, "aligned reference frames"
+    ),
+    DatasetSpec(
+        "ref_index", "int64", ("F",), "frame", True, "index k_t of the 2-arm reference frame"
+    ),
     DatasetSpec("frame_time", "float64", ("F",), "s", True, "centre c_t of each 13-arm frame"),
     DatasetSpec("audio", "float32", ("L",), "a.u.", True, "whole waveform at sample_rate_hz"),
     DatasetSpec(
-        "audio_window", "int64", ("F", "2"), "samples", True,
+        "audio_window",
+        "int64",
+        ("F", "2"),
+        "samples",
+        True,
         "[start, stop) of each frame's audio context (may reach outside [0, L): zero padding)",
     ),
     DatasetSpec("eba", "float32", ("F", "H", "W"), "[0, 1]", False, "explained-by-audio map"),
     DatasetSpec(
-        "labels", "uint8", ("F", "H", "W"), "id", False,
+        "labels",
+        "uint8",
+        ("F", "H", "W"),
+        "id",
+        False,
         "articulator label raster (attr names: JSON id -> articulator)",
     ),
-    DatasetSpec("truth", "float32", ("F", "H", "W"), "[0, 1]", False, "ground truth (synthetic only)"),
     DatasetSpec(
-        "embeddings/<encoder>", "float32", ("F", "E"), "a.u.", False,
+        "truth", "float32", ("F", "H", "W"), "[0, 1]", False, "ground truth (synthetic only)"
+    ),
+    DatasetSpec(
+        "embeddings/<encoder>",
+        "float32",
+        ("F", "E"),
+        "a.u.",
+        False,
         "cached frozen-encoder embeddings, one dataset per encoder",
     ),
 )
@@ -117,7 +143,11 @@ RECON_UTTERANCE_ATTRS = (
 
 RECON_DATASETS = (
     DatasetSpec(
-        "recon", "float32", ("F", "H", "W"), "[0, 1]", True,
+        "recon",
+        "float32",
+        ("F", "H", "W"),
+        "[0, 1]",
+        True,
         "magnitude, same frames as the prepared file",
     ),
 )
@@ -140,26 +170,31 @@ def _attr_table(attrs: tuple[AttrSpec, ...]) -> list[str]:
 
 
 def _dataset_table(specs: tuple[DatasetSpec, ...]) -> list[str]:
-    lines = ["| dataset | dtype | dims | unit | required | meaning |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| dataset | dtype | dims | unit | required | meaning |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for d in specs:
         req = "yes" if d.required else "no"
-        lines.append(f"| `{d.name}` | {d.dtype} | `{','.join(d.dims)}` | {d.unit} | {req} | {d.doc} |")
+        lines.append(
+            f"| `{d.name}` | {d.dtype} | `{','.join(d.dims)}` | {d.unit} | {req} | {d.doc} |"
+        )
     return lines
 
 
 def render_markdown() -> str:
     """The format tables as markdown (embedded verbatim in docs/hdf5-format.md)."""
     parts = [f"Format version: **{FORMAT_VERSION}**", ""]
-    parts += ["### Prepared file: root attributes", ""] + _attr_table(ROOT_ATTRS_PREPARED) + [""]
+    parts += ["### Prepared file: root attributes", "", *_attr_table(ROOT_ATTRS_PREPARED), ""]
     parts += ["### Prepared file: `/utterances/<prefix>` attributes", ""]
-    parts += _attr_table(UTTERANCE_ATTRS) + [""]
+    parts += [*_attr_table(UTTERANCE_ATTRS), ""]
     parts += ["### Prepared file: `/utterances/<prefix>` datasets", ""]
-    parts += _dataset_table(UTTERANCE_DATASETS) + [""]
-    parts += ["### Reconstruction file: root attributes", ""] + _attr_table(ROOT_ATTRS_RECON) + [""]
+    parts += [*_dataset_table(UTTERANCE_DATASETS), ""]
+    parts += ["### Reconstruction file: root attributes", "", *_attr_table(ROOT_ATTRS_RECON), ""]
     parts += ["### Reconstruction file: `/utterances/<prefix>` attributes", ""]
-    parts += _attr_table(RECON_UTTERANCE_ATTRS) + [""]
+    parts += [*_attr_table(RECON_UTTERANCE_ATTRS), ""]
     parts += ["### Reconstruction file: `/utterances/<prefix>` datasets", ""]
-    parts += _dataset_table(RECON_DATASETS) + [""]
+    parts += [*_dataset_table(RECON_DATASETS), ""]
     parts += ["### Dimension letters", "", "| letter | meaning |", "| --- | --- |"]
     parts += [f"| {k} | {v} |" for k, v in DIM_LETTERS.items()]
     return "\n".join(parts) + "\n"

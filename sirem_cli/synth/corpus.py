@@ -117,7 +117,9 @@ class SynthConfig:
         """Raise InputError naming the first bad option."""
         self.resolved_subjects()
         if not 1 <= self.utterances <= len(TASKS):
-            raise InputError(f"--utterances must be between 1 and {len(TASKS)}, got {self.utterances}")
+            raise InputError(
+                f"--utterances must be between 1 and {len(TASKS)}, got {self.utterances}"
+            )
         if not np.isfinite(self.seconds) or self.seconds < 1.0:
             raise InputError(f"--seconds must be at least 1 s, got {self.seconds:g}")
         if self.seconds > 600:
@@ -205,7 +207,7 @@ def synthesize_corpus(
     result = SynthResult(out=out, config=config)
     with atomic_path(out, overwrite=overwrite, is_dir=True) as tmp:
         ops = _SpiralSampler(config)
-        for s_index, subject in enumerate(subjects):
+        for _s_index, subject in enumerate(subjects):
             for u in range(config.utterances):
                 prefix = f"{subject}_2drt_{TASKS[u]}"
                 seeds = np.random.SeedSequence([config.seed, int(subject[3:]), u]).spawn(4)
@@ -254,7 +256,13 @@ def _write_utterance(
     from sirem_cli.synth.articulation import PARAM_NAMES, articulate
     from sirem_cli.synth.lexicon import sample_utterance
     from sirem_cli.synth.speech import synthesize_audio
-    from sirem_cli.synth.vocaltract import ARTICULATORS, anatomy_for_subject, contours, label_raster, render
+    from sirem_cli.synth.vocaltract import (
+        ARTICULATORS,
+        anatomy_for_subject,
+        contours,
+        label_raster,
+        render,
+    )
 
     t0 = time.perf_counter()
     text_rng, traj_seed, noise_rng, audio_seed = (
@@ -334,8 +342,12 @@ def _write_utterance(
         h5py.File(paths["truth"], "w") as tf,
         h5py.File(paths["recon"], "w") as rf,
     ):
-        d_truth = tf.create_dataset("truth", (nof, n, n), np.float32, chunks=(1, n, n), compression="gzip")
-        d_labels = tf.create_dataset("labels", (nof, n, n), np.uint8, chunks=(16, n, n), compression="gzip")
+        d_truth = tf.create_dataset(
+            "truth", (nof, n, n), np.float32, chunks=(1, n, n), compression="gzip"
+        )
+        d_labels = tf.create_dataset(
+            "labels", (nof, n, n), np.uint8, chunks=(16, n, n), compression="gzip"
+        )
         d_params = tf.create_dataset("params", (nof, len(PARAM_NAMES)), np.float32)
         d_recon = rf.create_dataset("recon", (nof, n, n), np.float64)
         step = 256
@@ -369,7 +381,12 @@ def _write_utterance(
                 "orientation": "upright: row 0 superior, column 0 the face",
             }
         )
-        for name, dims in (("truth", "F2,H,W"), ("labels", "F2,H,W"), ("params", "F2,P"), ("smaps", "C,H,W")):
+        for name, dims in (
+            ("truth", "F2,H,W"),
+            ("labels", "F2,H,W"),
+            ("params", "F2,P"),
+            ("smaps", "C,H,W"),
+        ):
             tf[name].attrs["dims"] = dims
 
     write_track(paths["track"], contour_frames, width=n, height=n)
@@ -382,7 +399,9 @@ def _write_utterance(
         0.0,
         utt.duration,
     )
-    audio = synthesize_audio(anat, utt, np.random.default_rng(audio_seed), sample_rate=AUDIO_RATE_HZ)
+    audio = synthesize_audio(
+        anat, utt, np.random.default_rng(audio_seed), sample_rate=AUDIO_RATE_HZ
+    )
     write_wav(paths["audio"], audio, AUDIO_RATE_HZ)
     return UtteranceSummary(
         prefix=prefix,
@@ -410,4 +429,3 @@ def _readme(config: SynthConfig, subjects: Sequence[str]) -> str:
         f"subjects: {' '.join(subjects)}\n"
         f"config: {json.dumps(asdict(config))}\n"
     )
-

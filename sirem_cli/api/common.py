@@ -1,0 +1,37 @@
+"""Helpers shared by the verbs: input checks on prepared data, timing, normalization."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sirem_cli.errors import FormatError, InputError
+
+
+def check_finite(ref_path: Path, prefix: str, name: str, values: np.ndarray) -> None:
+    """Raise FormatError naming file, utterance and dataset if ``values`` holds NaN or Inf."""
+    if not np.all(np.isfinite(values)):
+        raise FormatError(f"{ref_path}: {prefix}/{name} holds NaN or Inf values")
+
+
+def check_positive(name: str, value: float) -> None:
+    """Raise InputError unless ``value`` is a finite positive number."""
+    if not np.isfinite(value) or value <= 0:
+        raise InputError(f"{name} must be positive, got {value:g}")
+
+
+def normalize_frames(frames: np.ndarray) -> np.ndarray:
+    """Magnitude frames (F, H, W) divided by their per-frame maximum, float32 in [0, 1]."""
+    frames = np.abs(np.asarray(frames)).astype(np.float32)
+    peak = frames.reshape(frames.shape[0], -1).max(axis=1)
+    return frames / np.where(peak > 0, peak, 1)[:, None, None]
+
+
+def backend_info(device: str) -> dict[str, Any]:
+    """Resolve ``auto|cpu|cuda`` to a NUFFT backend; returns name, device and a fallback notice."""
+    from sirem_cli.nufft.backend import select_backend
+
+    choice = select_backend(device)
+    return {"nufft_backend": choice.name, "device": str(choice.device), "notice": choice.notice}

@@ -1,0 +1,85 @@
+"""``sirem baseline``: gridding, wavelet CS, TV and temporal-TV reconstructions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sirem_cli.cli._common import cli_errors, fail, notice, out, progress, table
+
+
+def baseline(
+    prepared: list[Path] = typer.Argument(
+        ...,
+        metavar="PREPARED... OUT.h5",
+        help="Prepared file(s), then the reconstruction file to write.",
+    ),
+    method: str = typer.Option("gridding", "--method", help="gridding | wavelet | tv | ttv."),
+    lam: str = typer.Option(
+        None, "--lam", help="Regularization weight, or 'auto' (chosen on --lam-split)."
+    ),
+    iters: int = typer.Option(100, "--iters", help="Iterations of the iterative methods."),
+    split: str = typer.Option("test", "--split", help="test | val | train | all."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    lam_split: str = typer.Option("val", "--lam-split", help="Split used by --lam auto."),
+    lam_target: str = typer.Option(
+        "reference", "--lam-target", help="reference | truth, for --lam auto."
+    ),
+    overwrite: bool = typer.Option(
+        True, "--overwrite/--no-overwrite", help="Replace an existing OUT.h5."
+    ),
+) -> None:
+    """Reconstruct prepared utterances with a non-learned baseline and record ms/frame."""
+    if len(prepared) < 2:
+        raise fail("give at least one PREPARED file and the OUT.h5 to write")
+    *inputs, out_file = prepared
+    with cli_errors():
+        from sirem_cli.api.baseline import BaselineConfig, run_baseline
+        from sirem_cli.errors import InputError
+
+        auto = lam is not None and lam.strip().lower() == "auto"
+        value = None
+        if lam is not None and not auto:
+            try:
+                value = float(lam)
+            except ValueError:
+                raise InputError(f"--lam must be a number or 'auto', got {lam!r}") from None
+        config = BaselineConfig(
+            method=method,
+            lam=value,
+            auto=auto,
+            iters=iters,
+            split=split,
+            device=device,
+            auto_split=lam_split,
+            auto_target=lam_target,
+        )
+        config.validate()
+        with progress() as bar:
+            task = bar.add_task(method, total=None, info="")
+
+            def report(prefix: str, index: int, total: int) -> None:
+                bar.update(task, completed=index, total=total, info=prefix)
+
+            result = run_baseline(inputs, out_file, config, overwrite=overwrite, progress=report)
+    if result.notice:
+        notice(result.notice)
+    title = f"sirem baseline {result.method} -> {result.out}"
+    if result.lam is not None:
+        title += f" (lambda {result.lam:.3g}{', auto' if result.lam_scores else ''})"
+    out.print(
+        table(
+            title,
+            ["utterance", "frames", "ms/frame"],
+            [[p, n, f"{ms:.2f}"] for p, n, ms in result.rows],
+        )
+    )
+    if result.lam_scores:
+        out.print(
+            table(
+                "lambda search (mean PSNR on the validation split)",
+                ["lambda", "PSNR dB"],
+                [[f"{k:.3g}", f"{v:.2f}"] for k, v in result.lam_scores.items()],
+            )
+        )
