@@ -1,0 +1,535 @@
+"""The SIREM network: audio branch, learned arm weighting, MRI branch and fusion.
+
+Paper eqs. 1-3 and 9-16. Shapes: B batch, A arms per frame (13), S samples per arm, C coils,
+H x W image, E embedding size.
+
+* Audio branch (eq. 11): x_a = D(h), h the cached time-pooled embedding, D the MLP decoder
+  (:class:`~sirem_cli.models.decoder.AudioDecoder`), output in [0, 1].
+* Arm weighting (eq. 16): p = sigmoid(l), l in R^A trainable, initialized to 0 (p = 0.5). With
+  ``arm_select="topk"`` the forward pass uses a hard 0/1 mask of the K largest p and the backward
+  pass the gradient of the soft p (straight-through estimator).
+* MRI branch (eq. 13): x_m = |sum_c conj(S_c) NUFFT^H(p * dcf * k_c)| / (max + eps), normalized
+  to [0, 1] per frame by dividing by the frame's maximum (plus ``eps`` = 1e-8, so an all-zero
+  frame stays 0). The map is linear in k-space up to the magnitude, so with the per-arm
+  coil-combined images B_a = sum_c conj(S_c) NUFFT^H(dcf_a * k_{c,a}) it equals
+  |sum_a p_a B_a| / (max + eps). Training uses this form (B_a is precomputed once per frame, an
+  epoch costs no NUFFT and the gradient to l is exact); :func:`mri_branch_from_kspace` computes the
+  same thing through any differentiable adjoint NUFFT.
+* Fusion (eq. 3): x_hat = w x_a + (1 - w) x_m, with w ``static`` (the mean of the training frames'
+  explained-by-audio maps, a buffer saved in the checkpoint), ``frame`` (the per-frame annotated
+  map, an oracle) or ``learned`` (predicted by :class:`FusionHead` from the audio embedding and
+  both branch images, as a correction of the static map's logit). With x_a, x_m, w in [0, 1] the
+  result lies in [0, 1] (paper proposition 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from sirem_cli.errors import InputError, ShapeError
+from sirem_cli.models.decoder import DEFAULT_DROPOUT, DEFAULT_HIDDEN, AudioDecoder
+
+ARM_SELECT_MODES: tuple[str, ...] = ("soft", "topk")
+EBA_MODES: tuple[str, ...] = ("static", "frame", "learned")
+MRI_EPS = 1e-8
+_PRIOR_CLAMP = 1e-3
+
+#: Adjoint NUFFT of one batch of frames: (B, C, A*S) complex64 -> (B, C, H, W) complex64.
+AdjointFn = Callable[[Tensor], Tensor]
+#: Adjoint NUFFT of one arm: (arm index, (B, C, S) complex64) -> (B, C, H, W) complex64.
+ArmAdjointFn = Callable[[int, Tensor], Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a :class:`SiremNet`; stored as JSON in checkpoints.
+
+    Attributes:
+        embedding_dim: E, size of the cached audio embedding.
+        image_size: (H, W) in pixels.
+        n_arms: A, spiral arms per frame (13 in USC).
+        decoder_hidden: hidden widths of the decoder (paper: 1024, 2048).
+        dropout: decoder dropout probability (the paper gives none; 0.1).
+        arm_select: "soft" (paper) or "topk" (hard top-K, straight-through gradient).
+        arm_topk: K for ``arm_select="topk"``.
+        eba_mode: fusion map "static" (default), "frame" (oracle) or "learned".
+        no_audio: the "w/o audio" ablation: embeddings are replaced by zeros everywhere.
+        encoder: name of the audio encoder whose embeddings the model consumes.
+        mri_eps: the eps of the per-frame max normalization of the MRI branch.
+        head_channels: width of the learned fusion head's convolutions.
+        head_audio_channels: audio-embedding channels broadcast into the learned head.
+    """
+
+    embedding_dim: int
+    image_size: tuple[int, int] = (84, 84)
+    n_arms: int = 13
+    decoder_hidden: tuple[int, ...] = DEFAULT_HIDDEN
+    dropout: float = DEFAULT_DROPOUT
+    arm_select: str = "soft"
+    arm_topk: int = 2
+    eba_mode: str = "static"
+    no_audio: bool = False
+    encoder: str = "mel"
+    mri_eps: float = MRI_EPS
+    head_channels: int = 16
+    head_audio_channels: int = 8
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
+        object.__setattr__(self, "decoder_hidden", tuple(int(v) for v in self.decoder_hidden))
+        if self.arm_select not in ARM_SELECT_MODES:
+            raise InputError(
+                f"arm_select must be one of {', '.join(ARM_SELECT_MODES)}, got {self.arm_select!r}"
+            )
+        if self.eba_mode not in EBA_MODES:
+            raise InputError(
+                f"eba_mode must be one of {', '.join(EBA_MODES)}, got {self.eba_mode!r}"
+            )
+        if not 1 <= self.arm_topk <= self.n_arms:
+            raise InputError(f"arm_topk must be in 1..{self.n_arms}, got {self.arm_topk}")
+        if len(self.image_size) != 2 or min(self.image_size) < 1:
+            raise InputError(f"image_size must be (H, W) with H, W >= 1, got {self.image_size}")
+        if self.embedding_dim < 1 or self.n_arms < 1:
+            raise InputError("embedding_dim and n_arms must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (tuples become lists)."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+    def to_json(self) -> str:
+        """Return the config as a JSON string."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Build from :meth:`to_dict` output; unknown keys raise :class:`InputError`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise InputError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**values)
+
+
+class SiremOutput(NamedTuple):
+    """What :class:`SiremNet` returns; every image is float32 in [0, 1].
+
+    Attributes:
+        recon: (B, H, W) fused reconstruction x_hat.
+        x_audio: (B, H, W) audio-branch image x_a.
+        x_mri: (B, H, W) MRI-branch image x_m.
+        w: (B, H, W) fusion map used.
+        p: (A,) soft arm weights sigmoid(l) (what the regularizers see).
+        p_used: (A,) arm weights applied to the k-space (= p, or the hard top-K mask).
+    """
+
+    recon: Tensor
+    x_audio: Tensor
+    x_mri: Tensor
+    w: Tensor
+    p: Tensor
+    p_used: Tensor
+
+
+def topk_straight_through(p: Tensor, k: int) -> Tensor:
+    """Hard top-K mask in the forward pass, the soft weights' gradient in the backward pass.
+
+    Args:
+        p: (A,) float32 soft weights in (0, 1).
+        k: number of arms kept.
+
+    Returns:
+        (A,) float32 tensor equal to 1 at the K largest entries of p and 0 elsewhere, whose
+        gradient with respect to p is the identity.
+    """
+    index = torch.topk(p.detach(), k).indices
+    hard = torch.zeros_like(p).scatter(0, index, 1.0)
+    return hard + (p - p.detach())
+
+
+def normalize_per_frame(magnitude: Tensor, eps: float = MRI_EPS) -> Tensor:
+    """Divide each frame by its maximum (+ eps) so it lies in [0, 1).
+
+    Args:
+        magnitude: (B, H, W) non-negative float32 images.
+        eps: added to the per-frame maximum.
+
+    Returns:
+        (B, H, W) float32, differentiable (the gradient flows through the maximum too).
+    """
+    peak = magnitude.amax(dim=(-2, -1), keepdim=True)  # (B, 1, 1)
+    return magnitude / (peak + eps)
+
+
+def _check_p(p: Tensor, n_arms: int) -> None:
+    if p.ndim != 1 or p.shape[0] != n_arms or p.is_complex():
+        raise ShapeError(f"arm weights p: expected real (A,) = ({n_arms},), got {tuple(p.shape)}")
+
+
+def mri_branch_from_arm_images(p: Tensor, arm_images: Tensor, eps: float = MRI_EPS) -> Tensor:
+    """MRI branch from precomputed per-arm coil-combined images: |sum_a p_a B_a| / (max + eps).
+
+    Args:
+        p: (A,) float32 arm weights.
+        arm_images: (B, A, H, W) complex64, B_a = sum_c conj(S_c) NUFFT^H(dcf_a * k_{c,a}).
+        eps: see :func:`normalize_per_frame`.
+
+    Returns:
+        (B, H, W) float32 x_m in [0, 1], differentiable with respect to p.
+    """
+    if arm_images.ndim != 4 or not arm_images.is_complex():
+        raise ShapeError(
+            f"arm_images: expected complex (B, A, H, W), got {arm_images.dtype} "
+            f"{tuple(arm_images.shape)}"
+        )
+    _check_p(p, arm_images.shape[1])
+    combined = torch.einsum("a,bahw->bhw", p.to(arm_images.dtype), arm_images)  # (B, H, W)
+    return normalize_per_frame(combined.abs(), eps)
+
+
+def mri_branch_from_kspace(
+    p: Tensor,
+    kspace: Tensor,
+    dcf: Tensor,
+    smaps: Tensor,
+    adjoint: AdjointFn,
+    eps: float = MRI_EPS,
+) -> Tensor:
+    """MRI branch from k-space (paper eq. 13): |sum_c conj(S_c) NUFFT^H(p * dcf * k_c)|, normalized.
+
+    Args:
+        p: (A,) float32 arm weights.
+        kspace: (B, C, A, S) complex64 frames.
+        dcf: (A, S) float32 density compensation.
+        smaps: (C, H, W) complex64 coil sensitivities.
+        adjoint: differentiable adjoint NUFFT on the frame's trajectory,
+            (B, C, A*S) complex64 -> (B, C, H, W) complex64 (e.g. the autograd NUFFT).
+        eps: see :func:`normalize_per_frame`.
+
+    Returns:
+        (B, H, W) x_m in [0, 1], float32 for a complex64 adjoint (the real dtype of what
+        ``adjoint`` returns), differentiable with respect to p through ``adjoint``.
+    """
+    if kspace.ndim != 4 or not kspace.is_complex():
+        raise ShapeError(f"kspace: expected complex (B, C, A, S), got {tuple(kspace.shape)}")
+    n_batch, n_coils, n_arms, n_samples = kspace.shape
+    _check_p(p, n_arms)
+    if tuple(dcf.shape) != (n_arms, n_samples):
+        raise ShapeError(f"dcf: expected (A, S) = {(n_arms, n_samples)}, got {tuple(dcf.shape)}")
+    if smaps.ndim != 3 or smaps.shape[0] != n_coils:
+        raise ShapeError(f"smaps: expected (C, H, W) with C = {n_coils}, got {tuple(smaps.shape)}")
+    weights = p[:, None] * dcf  # (A, S)
+    weighted = (kspace * weights.to(kspace.dtype)).reshape(n_batch, n_coils, -1)  # (B, C, A*S)
+    coil_images = adjoint(weighted)  # (B, C, H, W)
+    if tuple(coil_images.shape) != (n_batch, n_coils, *smaps.shape[1:]):
+        raise ShapeError(
+            f"adjoint returned {tuple(coil_images.shape)}, expected "
+            f"{(n_batch, n_coils, *smaps.shape[1:])}"
+        )
+    combined = (smaps.conj() * coil_images).sum(dim=1)  # (B, H, W)
+    return normalize_per_frame(combined.abs(), eps)
+
+
+def masked_arm_adjoint(adjoint: AdjointFn, n_arms: int, n_samples: int) -> ArmAdjointFn:
+    """Turn a whole-frame adjoint NUFFT into a per-arm one by zero-filling the other arms.
+
+    Exact but A times the cost of one adjoint; pass a per-arm plan to
+    :func:`arm_images_from_kspace` instead when speed matters.
+
+    Args:
+        adjoint: (B, C, A*S) complex64 -> (B, C, H, W) complex64.
+        n_arms: A.
+        n_samples: S.
+
+    Returns:
+        arm_adjoint(a, (B, C, S) complex64) -> (B, C, H, W) complex64.
+    """
+
+    def arm_adjoint(arm: int, kspace_arm: Tensor) -> Tensor:
+        n_batch, n_coils = kspace_arm.shape[:2]
+        full = kspace_arm.new_zeros(n_batch, n_coils, n_arms, n_samples)  # (B, C, A, S)
+        full[:, :, arm] = kspace_arm
+        return adjoint(full.reshape(n_batch, n_coils, n_arms * n_samples))
+
+    return arm_adjoint
+
+
+def arm_images_from_kspace(
+    kspace: Tensor, dcf: Tensor, smaps: Tensor, arm_adjoint: ArmAdjointFn
+) -> Tensor:
+    """Per-arm coil-combined images B_a = sum_c conj(S_c) NUFFT^H(dcf_a * k_{c,a}).
+
+    Computed once per frame (e.g. when building the training data); the MRI branch is then
+    |sum_a p_a B_a| normalized (:func:`mri_branch_from_arm_images`).
+
+    Args:
+        kspace: (B, C, A, S) complex64 frames.
+        dcf: (A, S) float32 density compensation.
+        smaps: (C, H, W) complex64 coil sensitivities.
+        arm_adjoint: (arm index, (B, C, S) complex64) -> (B, C, H, W) complex64, the adjoint NUFFT
+            on that arm's trajectory (see :func:`masked_arm_adjoint`).
+
+    Returns:
+        (B, A, H, W) complex64 arm images.
+    """
+    if kspace.ndim != 4 or not kspace.is_complex():
+        raise ShapeError(f"kspace: expected complex (B, C, A, S), got {tuple(kspace.shape)}")
+    n_arms, n_samples = kspace.shape[2:]
+    if tuple(dcf.shape) != (n_arms, n_samples):
+        raise ShapeError(f"dcf: expected (A, S) = {(n_arms, n_samples)}, got {tuple(dcf.shape)}")
+    images = []
+    for arm in range(n_arms):
+        weighted = kspace[:, :, arm] * dcf[arm].to(kspace.dtype)  # (B, C, S)
+        coil_images = arm_adjoint(arm, weighted)  # (B, C, H, W)
+        images.append((smaps.conj() * coil_images).sum(dim=1))  # (B, H, W)
+    return torch.stack(images, dim=1).to(torch.complex64)  # (B, A, H, W)
+
+
+def fuse(x_audio: Tensor, x_mri: Tensor, w: Tensor) -> Tensor:
+    """Pixelwise fusion x_hat = w x_a + (1 - w) x_m (paper eq. 3).
+
+    Args:
+        x_audio: (B, H, W) float32 audio-branch image.
+        x_mri: (B, H, W) float32 MRI-branch image.
+        w: (H, W) or (B, H, W) float32 explained-by-audio map.
+
+    Returns:
+        (B, H, W) float32; in [0, 1] whenever all three inputs are (proposition 1).
+    """
+    return w * x_audio + (1.0 - w) * x_mri
+
+
+class FusionHead(nn.Module):
+    """Learned fusion map: w = sigmoid(logit(w_static) + g(h, x_a, x_m)).
+
+    g is three 3x3 convolutions over the channels [x_a, x_m, broadcast Linear(h)]; its last
+    layer starts at zero, so training starts from the static map.
+
+    Args:
+        embedding_dim: E.
+        channels: width of the hidden convolutions.
+        audio_channels: number of channels the embedding is projected to.
+    """
+
+    def __init__(self, embedding_dim: int, channels: int = 16, audio_channels: int = 8) -> None:
+        super().__init__()
+        self.audio_proj = nn.Linear(embedding_dim, audio_channels)
+        self.net = nn.Sequential(
+            nn.Conv2d(2 + audio_channels, channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(channels, 1, 3, padding=1),
+        )
+        last = self.net[-1]
+        assert isinstance(last, nn.Conv2d)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, embeddings: Tensor, x_audio: Tensor, x_mri: Tensor, prior: Tensor) -> Tensor:
+        """Predict the fusion map.
+
+        Args:
+            embeddings: (B, E) float32.
+            x_audio: (B, H, W) float32 audio-branch image.
+            x_mri: (B, H, W) float32 MRI-branch image.
+            prior: (H, W) float32 static map in [0, 1] (clamped to [1e-3, 1 - 1e-3]).
+
+        Returns:
+            (B, H, W) float32 w in (0, 1).
+        """
+        height, width = x_audio.shape[-2:]
+        audio = self.audio_proj(embeddings)[:, :, None, None].expand(-1, -1, height, width)
+        features = torch.cat([x_audio[:, None], x_mri[:, None], audio], dim=1)  # (B, 2+Ca, H, W)
+        correction = self.net(features)[:, 0]  # (B, H, W)
+        prior_logit = torch.logit(prior.clamp(_PRIOR_CLAMP, 1.0 - _PRIOR_CLAMP))  # (H, W)
+        return torch.sigmoid(prior_logit + correction)
+
+
+class SiremNet(nn.Module):
+    """SIREM: fused audio and MRI branches with learned spiral-arm weights.
+
+    Trainable: the decoder, the arm logits l (init 0) and, in ``learned`` fusion mode, the head.
+    The static fusion map is a persistent buffer (set it with :meth:`set_static_eba`).
+
+    Args:
+        config: the model configuration.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        height, width = config.image_size
+        self.decoder = AudioDecoder(
+            config.embedding_dim, config.image_size, config.decoder_hidden, config.dropout
+        )
+        self.arm_logits = nn.Parameter(torch.zeros(config.n_arms))
+        self.register_buffer("static_eba", torch.full((height, width), 0.5))
+        self.fusion_head: FusionHead | None = None
+        if config.eba_mode == "learned":
+            self.fusion_head = FusionHead(
+                config.embedding_dim, config.head_channels, config.head_audio_channels
+            )
+
+    def set_static_eba(self, eba_map: Tensor) -> None:
+        """Set the static fusion map.
+
+        Args:
+            eba_map: (H, W) float32 in [0, 1], e.g. the mean of the training frames' maps.
+        """
+        if tuple(eba_map.shape) != self.config.image_size:
+            raise ShapeError(
+                f"static eba map: expected {self.config.image_size}, got {tuple(eba_map.shape)}"
+            )
+        with torch.no_grad():
+            self.static_eba.copy_(eba_map.to(self.static_eba).clamp(0.0, 1.0))
+
+    def arm_weights(self) -> tuple[Tensor, Tensor]:
+        """Return (p, p_used), both (A,) float32: sigmoid(l) and the weights applied to k-space."""
+        p = torch.sigmoid(self.arm_logits)
+        if self.config.arm_select == "topk":
+            return p, topk_straight_through(p, self.config.arm_topk)
+        return p, p
+
+    def _audio_input(self, embeddings: Tensor) -> Tensor:
+        if self.config.no_audio:
+            return torch.zeros_like(embeddings)
+        return embeddings
+
+    def fuse_branches(
+        self, embeddings: Tensor, x_mri: Tensor, eba: Tensor | None, p: Tensor, p_used: Tensor
+    ) -> SiremOutput:
+        """Run the audio branch and fuse it with a given MRI-branch image.
+
+        Args:
+            embeddings: (B, E) float32 cached audio embeddings (zeroed when ``no_audio``).
+            x_mri: (B, H, W) float32 MRI-branch image in [0, 1].
+            eba: (B, H, W) float32 per-frame maps; required in ``frame`` mode, else ignored.
+            p: (A,) soft arm weights.
+            p_used: (A,) arm weights that produced ``x_mri``.
+
+        Returns:
+            The :class:`SiremOutput`.
+        """
+        if embeddings.ndim != 2 or embeddings.shape[0] != x_mri.shape[0]:
+            raise ShapeError(
+                f"embeddings: expected (B, E) with B = {x_mri.shape[0]}, "
+                f"got {tuple(embeddings.shape)}"
+            )
+        audio_in = self._audio_input(embeddings.to(torch.float32))
+        x_audio = self.decoder(audio_in)  # (B, H, W)
+        if x_audio.shape != x_mri.shape:
+            raise ShapeError(
+                f"MRI branch image {tuple(x_mri.shape)} does not match the model's image size "
+                f"{self.config.image_size}"
+            )
+        mode = self.config.eba_mode
+        if mode == "frame":
+            if eba is None:
+                raise InputError(
+                    "eba_mode 'frame' needs the per-frame explained-by-audio maps (eba)"
+                )
+            if eba.shape != x_audio.shape:
+                raise ShapeError(f"eba: expected {tuple(x_audio.shape)}, got {tuple(eba.shape)}")
+            w = eba.to(x_audio.dtype)
+        elif mode == "learned":
+            assert self.fusion_head is not None
+            w = self.fusion_head(audio_in, x_audio, x_mri, self.static_eba)
+        else:
+            w = self.static_eba.expand_as(x_audio)
+        return SiremOutput(fuse(x_audio, x_mri, w), x_audio, x_mri, w, p, p_used)
+
+    def forward(
+        self, embeddings: Tensor, arm_images: Tensor, eba: Tensor | None = None
+    ) -> SiremOutput:
+        """Reconstruct frames from embeddings and precomputed arm images.
+
+        Args:
+            embeddings: (B, E) float32 cached audio embeddings.
+            arm_images: (B, A, H, W) complex64 per-arm coil-combined images.
+            eba: (B, H, W) float32 per-frame maps (``frame`` mode only).
+
+        Returns:
+            The :class:`SiremOutput`; ``recon`` is (B, H, W) float32 in [0, 1].
+        """
+        p, p_used = self.arm_weights()
+        x_mri = mri_branch_from_arm_images(p_used, arm_images, self.config.mri_eps)
+        return self.fuse_branches(embeddings, x_mri, eba, p, p_used)
+
+    def forward_kspace(
+        self,
+        embeddings: Tensor,
+        kspace: Tensor,
+        dcf: Tensor,
+        smaps: Tensor,
+        adjoint: AdjointFn,
+        eba: Tensor | None = None,
+    ) -> SiremOutput:
+        """Like :meth:`forward`, from k-space through a differentiable adjoint NUFFT.
+
+        Args:
+            embeddings: (B, E) float32.
+            kspace: (B, C, A, S) complex64.
+            dcf: (A, S) float32.
+            smaps: (C, H, W) complex64.
+            adjoint: (B, C, A*S) complex64 -> (B, C, H, W) complex64.
+            eba: (B, H, W) float32 (``frame`` mode only).
+
+        Returns:
+            The :class:`SiremOutput`.
+        """
+        p, p_used = self.arm_weights()
+        x_mri = mri_branch_from_kspace(p_used, kspace, dcf, smaps, adjoint, self.config.mri_eps)
+        return self.fuse_branches(embeddings, x_mri, eba, p, p_used)
+
+    def reconstruct(
+        self, embeddings: Tensor, arm_images: Tensor, eba: Tensor | None = None
+    ) -> Tensor:
+        """Inference: (B, H, W) float32 reconstructions in [0, 1] (eval mode, no_grad).
+
+        Args:
+            embeddings: (B, E) float32.
+            arm_images: (B, A, H, W) complex64.
+            eba: (B, H, W) float32 (``frame`` mode only).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return self.forward(embeddings, arm_images, eba).recon
+        finally:
+            self.train(was_training)
+
+    def reconstruct_kspace(
+        self,
+        embeddings: Tensor,
+        kspace: Tensor,
+        dcf: Tensor,
+        smaps: Tensor,
+        adjoint: AdjointFn,
+        eba: Tensor | None = None,
+    ) -> Tensor:
+        """Inference from k-space: (B, H, W) float32 in [0, 1] (eval mode, no_grad).
+
+        Args:
+            embeddings: (B, E) float32.
+            kspace: (B, C, A, S) complex64.
+            dcf: (A, S) float32.
+            smaps: (C, H, W) complex64.
+            adjoint: (B, C, A*S) complex64 -> (B, C, H, W) complex64.
+            eba: (B, H, W) float32 (``frame`` mode only).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return self.forward_kspace(embeddings, kspace, dcf, smaps, adjoint, eba).recon
+        finally:
+            self.train(was_training)

@@ -1,0 +1,261 @@
+"""Training loop: determinism, resume, logs, validation and the audio-vs-ablation check."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sirem_cli.errors import InputError, ShapeError
+from sirem_cli.training.checkpoint import load_model, read_checkpoint
+from sirem_cli.training.loop import (
+    FrameData,
+    TrainConfig,
+    load_frame_data,
+    resume_path_for,
+    save_frame_data,
+    train,
+)
+
+A = 13
+SIZE = 10
+
+
+def random_frames(n: int, seed: int, emb_dim: int = 6) -> FrameData:
+    gen = torch.Generator().manual_seed(seed)
+    return FrameData(
+        embeddings=torch.randn(n, emb_dim, generator=gen),
+        arm_images=torch.randn(n, A, SIZE, SIZE, dtype=torch.complex64, generator=gen),
+        target=torch.rand(n, SIZE, SIZE, generator=gen),
+        eba=torch.rand(n, SIZE, SIZE, generator=gen),
+    )
+
+
+def small_config(**changes) -> TrainConfig:
+    base = TrainConfig(
+        image_size=(SIZE, SIZE),
+        decoder_hidden=(16, 32),
+        epochs=4,
+        batch_size=4,
+        val_every=2,
+        lr=1e-3,
+        device="cpu",
+        encoder="mel",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def final_state(path):
+    return read_checkpoint(path).state_dict
+
+
+def assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_defaults_follow_the_paper():
+    config = TrainConfig()
+    assert (config.lr, config.weight_decay, config.batch_size, config.epochs) == (1e-4, 1e-5, 8, 20)
+    assert (config.grad_clip, config.val_every, config.budget_k) == (1.0, 5, 2.0)
+    assert (config.psf_weight, config.budget_weight, config.mask_weight) == (0.1, 0.01, 0.01)
+    assert config.decoder_hidden == (1024, 2048) and config.image_size == (84, 84)
+    assert (config.eba_mode, config.arm_select, config.no_audio) == ("static", "soft", False)
+    assert TrainConfig.from_dict(json.loads(config.to_json())) == config
+    with pytest.raises(InputError, match="unknown training option"):
+        TrainConfig.from_dict({"learning_rate": 1})
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path):
+    train_data, val_data = random_frames(14, 0), random_frames(6, 1)
+    config = small_config(epochs=2)
+    runs = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train(
+            dataclasses.replace(config, seed=seed),
+            train_data,
+            val_data,
+            out_path=tmp_path / f"{name}.pt",
+        )
+        runs.append(final_state(resume_path_for(tmp_path / f"{name}.pt")))
+    assert_same_state(runs[0], runs[1])
+    assert not torch.equal(runs[0]["decoder.net.0.weight"], runs[2]["decoder.net.0.weight"])
+    assert not torch.equal(runs[0]["arm_logits"], torch.zeros(A))  # the logits did train
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_gives_the_uninterrupted_result(tmp_path):
+    train_data, val_data = random_frames(14, 0), random_frames(6, 1)
+    config = small_config(epochs=4, val_every=1)
+    full = train(config, train_data, val_data, out_path=tmp_path / "full.pt")
+
+    def stop_in_epoch_3(epoch, step, n_steps, loss, val_psnr):
+        if epoch == 3 and step == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(config, train_data, val_data, out_path=tmp_path / "cut.pt", progress=stop_in_epoch_3)
+    assert read_checkpoint(resume_path_for(tmp_path / "cut.pt")).training_state["epoch"] == 2
+    resumed = train(config, train_data, val_data, out_path=tmp_path / "cut.pt", resume=True)
+    assert_same_state(final_state(full.resume_checkpoint), final_state(resumed.resume_checkpoint))
+    assert_same_state(final_state(full.checkpoint), final_state(resumed.checkpoint))
+    assert (full.best_epoch, full.best_val_psnr) == (resumed.best_epoch, resumed.best_val_psnr)
+    strip = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
+    assert strip(full.records) == strip(resumed.records)
+    with pytest.raises(InputError, match="lr"):
+        train(
+            dataclasses.replace(config, lr=0.5),
+            train_data,
+            val_data,
+            out_path=tmp_path / "cut.pt",
+            resume=True,
+        )
+    with pytest.raises(InputError, match="not found"):
+        train(config, train_data, val_data, out_path=tmp_path / "never.pt", resume=True)
+
+
+def test_logs_validation_schedule_and_best_checkpoint(tmp_path):
+    train_data, val_data = random_frames(10, 0), random_frames(5, 1)
+    config = small_config(epochs=5, val_every=2)
+    seen = []
+    result = train(
+        config,
+        train_data,
+        val_data,
+        out_path=tmp_path / "m.pt",
+        log_json=tmp_path / "log.json",
+        log_csv=tmp_path / "log.csv",
+        progress=lambda *args: seen.append(args),
+    )
+    validated = [r["epoch"] for r in result.records if r["val_psnr"] is not None]
+    assert validated == [2, 4, 5]  # every 2 epochs and after the last
+    psnrs = {r["epoch"]: r["val_psnr"] for r in result.records if r["val_psnr"] is not None}
+    assert result.best_epoch == max(psnrs, key=psnrs.get)
+    assert result.best_val_psnr == psnrs[result.best_epoch]
+    assert read_checkpoint(result.checkpoint).info["epoch"] == result.best_epoch
+    # lr follows the cosine schedule over 5 epochs (value at the start of each epoch)
+    expected_lr = [1e-3 * (1 + np.cos(np.pi * e / 5)) / 2 for e in range(5)]
+    np.testing.assert_allclose([r["lr"] for r in result.records], expected_lr, rtol=1e-6)
+    assert len(seen) == 5 * 3 and seen[0][:3] == (1, 1, 3) and seen[-1][:3] == (5, 3, 3)
+    assert seen[0][4] is None and seen[-1][4] == psnrs[4]  # latest validation PSNR so far
+    document = json.loads((tmp_path / "log.json").read_text())
+    assert document["records"] == result.records and document["config"]["epochs"] == 5
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[0]["val_psnr"] == "" and float(rows[1]["val_psnr"]) == pytest.approx(psnrs[2])
+    assert float(rows[2]["p12"]) == pytest.approx(result.records[2]["p"][12])
+    for record in result.records:
+        total = (
+            record["mse"] + 0.1 * record["psf"] + 0.01 * record["budget"] + 0.01 * record["mask"]
+        )
+        assert record["loss"] == pytest.approx(total, rel=1e-5)
+
+
+def test_numpy_backed_and_concatenated_data_train_the_same(tmp_path):
+    part1, part2 = random_frames(6, 0), random_frames(6, 1)
+    val = random_frames(4, 2)
+    config = small_config(epochs=2)
+    joined = FrameData.concat([part1, part2])
+    assert len(joined) == 12 and torch.equal(joined.target[6:], part2.target)
+    as_numpy = FrameData(*(getattr(joined, f.name).numpy() for f in dataclasses.fields(FrameData)))
+    train(config, joined, val, out_path=tmp_path / "t.pt")
+    train(config, as_numpy, val, out_path=tmp_path / "n.pt")
+    assert_same_state(final_state(tmp_path / "t.resume.pt"), final_state(tmp_path / "n.resume.pt"))
+    save_frame_data(joined, tmp_path / "frames.pt")
+    again = load_frame_data(tmp_path / "frames.pt")
+    assert torch.equal(again.arm_images, joined.arm_images) and torch.equal(again.eba, joined.eba)
+
+
+@pytest.mark.parametrize(
+    "changes", [dict(eba_mode="frame"), dict(eba_mode="learned"), dict(arm_select="topk")]
+)
+def test_other_modes_train(tmp_path, changes):
+    config = small_config(epochs=1, **changes)
+    result = train(config, random_frames(8, 0), random_frames(4, 1), out_path=tmp_path / "m.pt")
+    state = final_state(result.checkpoint)
+    assert not torch.equal(state["arm_logits"], torch.zeros(A))
+    if changes.get("eba_mode") == "learned":
+        assert state["fusion_head.net.4.weight"].abs().sum() > 0  # the head trained
+
+
+def test_bad_inputs(tmp_path):
+    data = random_frames(4, 0)
+    with pytest.raises(ShapeError, match="image_size"):
+        train(small_config(image_size=(12, 12)), data, None, out_path=tmp_path / "m.pt")
+    no_eba = dataclasses.replace(data, eba=None)
+    with pytest.raises(InputError, match="static"):
+        train(small_config(), no_eba, None, out_path=tmp_path / "m.pt")
+    with pytest.raises(ShapeError, match="embeddings"):
+        train(small_config(), data, random_frames(4, 1, emb_dim=3), out_path=tmp_path / "m.pt")
+    with pytest.raises(ShapeError):
+        FrameData(torch.zeros(3, 2), torch.zeros(3, A, 4, 4), torch.zeros(3, 4, 4))
+
+
+def informative_problem(n: int, seed: int, emb_dim: int = 4) -> FrameData:
+    """Targets = static anatomy (seen by the MRI branch) + an articulator blob whose position is
+    a function of the embedding (invisible to the MRI branch); eba covers the blob's range."""
+    rng = np.random.default_rng(seed)
+    size = 12
+    rows, cols = np.mgrid[:size, :size].astype(np.float32)
+    anatomy = np.where((rows < 3) | (cols < 2), 1.0, 0.2).astype(np.float32)
+    z = rng.uniform(-1, 1, (n, emb_dim)).astype(np.float32)
+    centre_r, centre_c = 7 + 2.5 * z[:, 0], 7 + 2.5 * z[:, 1]
+    blob = np.exp(
+        -((rows - centre_r[:, None, None]) ** 2 + (cols - centre_c[:, None, None]) ** 2) / 3.0
+    )
+    target = np.clip(anatomy + 0.8 * blob, 0, 1).astype(np.float32)
+    eba = np.exp(-((rows - 7) ** 2 + (cols - 7) ** 2) / 60.0).astype(np.float32)
+    phases = np.exp(1j * rng.uniform(-0.1, 0.1, (n, A, 1, 1)))
+    arm_images = (anatomy[None, None] * phases / A).astype(np.complex64)
+    return FrameData(
+        embeddings=torch.from_numpy(z),
+        arm_images=torch.from_numpy(arm_images),
+        target=torch.from_numpy(target),
+        eba=torch.from_numpy(np.broadcast_to(eba, (n, size, size)).copy()),
+    )
+
+
+def test_audio_beats_the_no_audio_ablation_when_audio_is_informative(tmp_path):
+    train_data, val_data = informative_problem(128, 0), informative_problem(48, 1)
+    config = TrainConfig(
+        image_size=(12, 12),
+        decoder_hidden=(64, 128),
+        dropout=0.0,
+        epochs=30,
+        batch_size=16,
+        val_every=1,
+        lr=3e-3,
+        device="cpu",
+        encoder="mel",
+    )
+    audio = train(config, train_data, val_data, out_path=tmp_path / "audio.pt")
+    ablation = train(
+        dataclasses.replace(config, no_audio=True),
+        train_data,
+        val_data,
+        out_path=tmp_path / "no.pt",
+    )
+    # training lowers the validation loss (its constant mask term is 0.01 * L_mask here)
+    first, last = audio.records[0], audio.records[-1]
+    assert last["val_loss"] < first["val_loss"] - 0.05
+    assert last["val_psnr"] > first["val_psnr"] + 8.0
+    # the decoder can only learn a fixed prior without audio: clearly worse
+    assert audio.best_val_psnr > ablation.best_val_psnr + 6.0
+    assert last["val_loss"] < ablation.records[-1]["val_loss"] - 0.005
+    model, checkpoint = load_model(audio.checkpoint, image_size=(12, 12))
+    assert checkpoint.model_config.no_audio is False
+    no_audio_model, _ = load_model(ablation.checkpoint)
+    assert no_audio_model.config.no_audio is True
+    recon = model.reconstruct(val_data.embeddings, val_data.arm_images)
+    mse = ((recon - val_data.target) ** 2).mean(dim=(-2, -1))
+    np.testing.assert_allclose(
+        (10 * torch.log10(1 / mse)).mean().item(), audio.best_val_psnr, rtol=1e-4
+    )
