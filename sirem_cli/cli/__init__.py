@@ -39,10 +39,15 @@ def _root(
 
 
 def _register() -> None:
-    from sirem_cli.cli import prepare, synth
+    from sirem_cli.cli import baseline, evaluate, export, prepare, reconstruct, synth, train
 
     app.command("synth")(synth.synth)
     app.command("prepare")(prepare.prepare)
+    app.command("baseline")(baseline.baseline)
+    app.command("train")(train.train)
+    app.command("reconstruct")(reconstruct.reconstruct)
+    app.command("evaluate")(evaluate.evaluate)
+    app.command("export")(export.export)
 
 
 _register()

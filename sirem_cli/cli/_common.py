@@ -32,7 +32,7 @@ from sirem_cli.errors import SiremError
 
 #: Results (tables) go to stdout so they can be piped; progress, notices and errors to stderr.
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
 
 EXIT_ERROR = 2
 

@@ -176,15 +176,14 @@ class ReconWriter(_Writer):
             overwrite=overwrite,
         )
 
-    def write_recon(self, prefix: str, recon: np.ndarray, *, wall_s: float) -> None:
+    def write_recon(
+        self, prefix: str, recon: np.ndarray, *, wall_s: float, extra: dict[str, Any] | None = None
+    ) -> None:
         """Write one utterance's (F, H, W) magnitude frames in [0, 1] and its timing."""
         recon = np.asarray(recon, dtype=np.float32)
         n_frames = max(1, recon.shape[0])
-        self.write_utterance(
-            prefix,
-            {"ms_per_frame": 1000.0 * wall_s / n_frames, "wall_s": float(wall_s)},
-            {"recon": recon},
-        )
+        attrs = {"ms_per_frame": 1000.0 * wall_s / n_frames, "wall_s": float(wall_s)}
+        self.write_utterance(prefix, {**attrs, **(extra or {})}, {"recon": recon})
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,12 @@ ROOT_ATTRS_RECON = (
 RECON_UTTERANCE_ATTRS = (
     AttrSpec("ms_per_frame", "float", "wall time per frame in milliseconds"),
     AttrSpec("wall_s", "float", "wall time of the utterance in seconds"),
+    AttrSpec(
+        "ms_per_frame_cached", "float", "sirem only: ms/frame with cached embeddings (optional)"
+    ),
+    AttrSpec(
+        "encoder_ms_per_frame", "float", "sirem only: audio encoder cost in ms/frame (optional)"
+    ),
 )
 
 RECON_DATASETS = (

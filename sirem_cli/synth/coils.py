@@ -11,8 +11,10 @@ def airway_coil_maps(n: int = 84, n_coils: int = 8, *, seed: int = 0) -> np.ndar
     Elements sit on an ellipse just outside the field of view, more of them on the face
     side (columns near 0) and under the jaw, as in the USC 8-channel upper-airway array.
     Each map falls off smoothly with distance from its element and carries a smooth phase
-    (a constant plus a gentle linear ramp). Maps are normalized so that the root sum of
-    squares is 1 at its maximum (not everywhere: the array has a realistic shading).
+    (a constant plus a gentle linear ramp). The maps are normalized so that their root sum
+    of squares is 1 at every pixel: each element sees its own region, but the combined
+    array has no intensity shading, so the coil-combined image equals the object (and the
+    /recon reference and the ground truth agree up to the reference's blur).
 
     Args:
         n: image size (n x n), upright orientation (row 0 superior, column 0 the face).
@@ -37,5 +39,5 @@ def airway_coil_maps(n: int = 84, n_coils: int = 8, *, seed: int = 0) -> np.ndar
         phase = rng.uniform(-np.pi, np.pi) + 0.6 * (rng.normal() * xx + rng.normal() * yy)
         maps[c] = mag * np.exp(1j * phase)
     rss = np.sqrt(np.sum(np.abs(maps) ** 2, axis=0))
-    maps /= rss.max()
+    maps /= rss
     return maps.astype(np.complex64)

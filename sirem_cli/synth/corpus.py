@@ -274,7 +274,8 @@ def _write_utterance(
     n = config.matrix
     ns = n_acquisitions_for(config.seconds, text_rng)
     nof = ns // 2
-    duration = ns * TR_S + AUDIO_TAIL_S
+    # A whole number of audio samples, so the wav and the TextGrids end at the same time.
+    duration = round((ns * TR_S + AUDIO_TAIL_S) * AUDIO_RATE_HZ) / AUDIO_RATE_HZ
     utt = sample_utterance(text_rng, duration)
     anat = anatomy_for_subject(subject, config.seed)
 
@@ -417,7 +418,7 @@ def _soften(images: np.ndarray) -> np.ndarray:
     """A mild blur standing in for the regularized reference reconstruction."""
     from scipy.ndimage import gaussian_filter
 
-    return gaussian_filter(images, sigma=(0, 0.6, 0.6), mode="nearest")
+    return gaussian_filter(images, sigma=(0, 0.5, 0.5), mode="nearest")
 
 
 def _readme(config: SynthConfig, subjects: Sequence[str]) -> str:

@@ -1,0 +1,384 @@
+"""``sirem train`` and ``sirem reconstruct``: prepared files <-> the SIREM model.
+
+Training never runs a NUFFT per epoch: each frame's per-arm coil-combined images
+``B_a = sum_c conj(S_c) NUFFT^H(dcf_a * k_{c,a})`` are computed once (one plan per arm), and
+the MRI branch ``|sum_a p_a B_a|`` is then exact and cheap. Reconstruction goes the direct way,
+weighted k-space through one adjoint NUFFT per coil, which is the same operator.
+
+Frozen-encoder embeddings are computed once per utterance and cached in the prepared file
+under ``embeddings/<encoder>`` together with their source and timing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sirem_cli.api.common import backend_info, check_finite
+from sirem_cli.errors import InputError
+from sirem_cli.io.atomic import check_output_path
+from sirem_cli.io.prepared import PreparedSet, ReconWriter, UtteranceRef, store_embeddings
+
+StageFn = Callable[[str, int, int], None]
+
+
+def _encoder_source(encoder: Any) -> str:
+    return str(getattr(encoder, "source", None) or encoder.name)
+
+
+def utterance_embeddings(
+    ref: UtteranceRef,
+    encoder: Any,
+    *,
+    batch_size: int = 16,
+    cache: bool = True,
+    progress: StageFn | None = None,
+) -> tuple[np.ndarray, float]:
+    """Embeddings (F, E) of one utterance, from the cache or computed (and then cached).
+
+    Returns:
+        The embeddings and the encoder's cost in ms per frame (measured now or when cached).
+    """
+    import h5py
+
+    from sirem_cli.models.encoders import cut_windows
+
+    key = f"embeddings/{encoder.name}"
+    with h5py.File(ref.path, "r") as f:
+        group = f["utterances"][ref.prefix]
+        if key in group:
+            info = json.loads(group[key].attrs.get("info", "{}"))
+            if (
+                info.get("source") == _encoder_source(encoder)
+                and group[key].shape[0] == ref.n_frames
+            ):
+                return group[key][()], float(info.get("ms_per_frame", float("nan")))
+    data = PreparedSet.read(ref, ["audio", "audio_window"])
+    windows = cut_windows(data["audio"], data["audio_window"])
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress(f"encode {ref.prefix}", done, total)
+
+    t0 = time.perf_counter()
+    values = encoder.encode(windows, batch_size=batch_size, progress=report)
+    ms = 1000 * (time.perf_counter() - t0) / max(1, len(windows))
+    if cache:
+        try:
+            store_embeddings(
+                ref.path,
+                ref.prefix,
+                encoder.name,
+                values,
+                {"source": _encoder_source(encoder), "ms_per_frame": ms},
+            )
+        except OSError:
+            pass  # a read-only prepared file: keep the embeddings in memory only
+    return np.asarray(values, dtype=np.float32), ms
+
+
+def arm_images(
+    kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, smaps: np.ndarray, *, device: str = "cpu"
+) -> np.ndarray:
+    """Per-arm coil-combined images of every frame.
+
+    Args:
+        kspace: (F, C, A, S) complex64.
+        traj: (A, S, 2) float32 radians.
+        dcf: (A, S) float32.
+        smaps: (C, H, W) complex64.
+
+    Returns:
+        (F, A, H, W) complex64 with ``out[:, a] = sum_c conj(S_c) NUFFT_a^H(dcf_a * k_{:, c, a})``.
+    """
+    from sirem_cli.nufft import make_nufft
+
+    n_frames, n_coils, n_arms, _ = kspace.shape
+    height, width = smaps.shape[-2:]
+    out = np.empty((n_frames, n_arms, height, width), np.complex64)
+    conj = np.conj(smaps)[None]  # (1, C, H, W)
+    for a in range(n_arms):
+        op = make_nufft(traj[a], (height, width), device=device)
+        coil = np.asarray(op.adjoint(kspace[:, :, a] * dcf[a]))  # (F, C, H, W)
+        out[:, a] = np.sum(conj * coil, axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class ModelRunConfig:
+    """Options shared by train and reconstruct that are not model hyperparameters."""
+
+    encoder: str = "hubert"
+    hubert: str | None = None
+    bf16: bool = False
+    target: str = "reference"
+    device: str = "auto"
+    encode_batch: int = 16
+
+    def validate(self) -> None:
+        """Raise InputError naming the first bad option."""
+        from sirem_cli.models.encoders import ENCODER_NAMES
+
+        if self.encoder not in ENCODER_NAMES:
+            raise InputError(
+                f"unknown encoder {self.encoder!r}: choose from {', '.join(ENCODER_NAMES)}"
+            )
+        if self.target not in ("reference", "truth"):
+            raise InputError(f"--target must be reference or truth, got {self.target!r}")
+
+
+def _make_encoder(run: ModelRunConfig, device: str) -> Any:
+    from sirem_cli.models.encoders import make_encoder
+
+    return make_encoder(run.encoder, hubert=run.hubert, device=device, bf16=run.bf16)
+
+
+def frame_data(
+    refs: Sequence[UtteranceRef],
+    encoder: Any,
+    run: ModelRunConfig,
+    *,
+    need_eba: bool,
+    progress: StageFn | None = None,
+) -> Any:
+    """Load utterances as one in-memory :class:`~sirem_cli.training.loop.FrameData`."""
+    from sirem_cli.training.loop import FrameData
+
+    parts = []
+    for i, ref in enumerate(refs):
+        if progress is not None:
+            progress("load frames", i, len(refs))
+        emb, _ = utterance_embeddings(ref, encoder, batch_size=run.encode_batch, progress=progress)
+        data = PreparedSet.read(
+            ref, ["kspace", "traj", "dcf", "smaps", "reference", "truth", "eba"]
+        )
+        check_finite(ref.path, ref.prefix, "kspace", data["kspace"])
+        if run.target not in data:
+            raise InputError(f"{ref.path}: {ref.prefix} has no {run.target} frames (--target)")
+        if need_eba and "eba" not in data:
+            raise InputError(
+                f"{ref.path}: {ref.prefix} has no explained-by-audio maps (eba); prepare it with "
+                "annotations or train with --eba static on annotated training data"
+            )
+        parts.append(
+            FrameData(
+                embeddings=emb,
+                arm_images=arm_images(data["kspace"], data["traj"], data["dcf"], data["smaps"]),
+                target=data[run.target],
+                eba=data.get("eba"),
+            )
+        )
+    if progress is not None:
+        progress("load frames", len(refs), len(refs))
+    return FrameData.concat(parts)
+
+
+@dataclass
+class TrainRunResult:
+    """What :func:`run_train` wrote."""
+
+    checkpoint: Path
+    log_json: Path
+    log_csv: Path
+    best_epoch: int
+    best_val_psnr: float
+    arm_weights: list[float]
+    records: list[dict[str, Any]]
+    seconds: float
+    n_train: int
+    n_val: int
+    notes: list[str] = field(default_factory=list)
+
+
+def default_checkpoint_path(prepared: Sequence[Path], no_audio: bool) -> Path:
+    """``<first input stem>.sirem[-no-audio].pt`` next to the first prepared file."""
+    first = Path(prepared[0])
+    return first.with_name(f"{first.stem}.sirem{'-no-audio' if no_audio else ''}.pt")
+
+
+def run_train(
+    prepared: Sequence[Path],
+    out: Path | None,
+    config: Any,
+    run: ModelRunConfig,
+    *,
+    resume: bool = False,
+    progress: StageFn | None = None,
+    step_progress: Callable[..., None] | None = None,
+) -> TrainRunResult:
+    """Train SIREM on the train split of ``prepared`` (validated on the val split)."""
+    from sirem_cli.training.distributed import resolve_device
+    from sirem_cli.training.loop import train
+
+    run.validate()
+    out = Path(out) if out is not None else default_checkpoint_path(prepared, config.no_audio)
+    check_output_path(out, overwrite=True)
+    dataset = PreparedSet(prepared)
+    notes: list[str] = []
+    train_refs = dataset.select("train")
+    val_refs = [u for u in dataset.utterances if u.split == "val"]
+    if not val_refs:
+        notes.append("no validation utterances: the last epoch is kept")
+    device = str(resolve_device(config.device))
+    encoder = _make_encoder(run, device)
+    need_eba = config.eba_mode in ("static", "frame", "learned")
+    train_data = frame_data(train_refs, encoder, run, need_eba=need_eba, progress=progress)
+    val_data = (
+        frame_data(val_refs, encoder, run, need_eba=config.eba_mode == "frame", progress=progress)
+        if val_refs
+        else None
+    )
+    log_json = out.with_suffix(".log.json")
+    log_csv = out.with_suffix(".log.csv")
+    result = train(
+        config,
+        train_data,
+        val_data,
+        out_path=out,
+        resume=resume,
+        progress=step_progress,
+        log_json=log_json,
+        log_csv=log_csv,
+    )
+    return TrainRunResult(
+        checkpoint=out,
+        log_json=log_json,
+        log_csv=log_csv,
+        best_epoch=result.best_epoch,
+        best_val_psnr=float(result.best_val_psnr),
+        arm_weights=[float(v) for v in result.arm_weights],
+        records=list(result.records),
+        seconds=float(result.seconds),
+        n_train=len(train_data),
+        n_val=0 if val_data is None else len(val_data),
+        notes=notes,
+    )
+
+
+@dataclass
+class ReconstructResult:
+    """What :func:`run_reconstruct` wrote."""
+
+    out: Path
+    method: str
+    rows: list[tuple[str, int, float, float]]  # prefix, frames, ms/frame end to end, cached
+    notice: str | None
+    backend: str
+
+
+def run_reconstruct(
+    checkpoint: Path,
+    prepared: Sequence[Path],
+    out: Path,
+    run: ModelRunConfig,
+    *,
+    split: str = "test",
+    batch: int = 64,
+    overwrite: bool = True,
+    progress: StageFn | None = None,
+) -> ReconstructResult:
+    """Reconstruct ``split`` of ``prepared`` with a trained checkpoint into a recon file."""
+    import torch
+
+    from sirem_cli.nufft import make_nufft
+    from sirem_cli.training.checkpoint import load_model
+    from sirem_cli.training.distributed import resolve_device
+
+    if batch <= 0:
+        raise InputError(f"--batch must be positive, got {batch}")
+    check_output_path(Path(out), overwrite=overwrite)
+    dataset = PreparedSet(prepared)
+    refs = dataset.select(split)
+    device = resolve_device(run.device)
+    info = backend_info("cuda" if device.type == "cuda" else "cpu")
+    model, ckpt = load_model(Path(checkpoint), device=device)
+    cfg = ckpt.model_config
+    for ref in refs:
+        if ref.n_frames and tuple(cfg.image_size) != _image_size(ref):
+            raise InputError(
+                f"{checkpoint}: model image size {tuple(cfg.image_size)} does not match "
+                f"{ref.path} ({_image_size(ref)})"
+            )
+    encoder_run = ModelRunConfig(**{**run.__dict__, "encoder": ckpt.encoder})
+    encoder = _make_encoder(encoder_run, str(device))
+    if encoder.embedding_dim != cfg.embedding_dim:
+        raise InputError(
+            f"{checkpoint}: the model expects {cfg.embedding_dim}-dim {ckpt.encoder} embeddings, "
+            f"the encoder gives {encoder.embedding_dim}"
+        )
+    method = "sirem-no-audio" if cfg.no_audio else "sirem"
+    rows = []
+    record = {
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "batch": batch,
+        "encoder": ckpt.encoder,
+        "model_config": cfg.to_dict(),
+    }
+    with ReconWriter(
+        Path(out),
+        method=method,
+        source=[str(p) for p in dataset.paths],
+        config=record,
+        device=str(device),
+        nufft_backend=info["nufft_backend"],
+        overwrite=overwrite,
+    ) as writer:
+        for i, ref in enumerate(refs):
+            if progress is not None:
+                progress(ref.prefix, i, len(refs))
+            emb, enc_ms = utterance_embeddings(ref, encoder, batch_size=run.encode_batch)
+            data = PreparedSet.read(ref, ["kspace", "traj", "dcf", "smaps", "eba"])
+            check_finite(ref.path, ref.prefix, "kspace", data["kspace"])
+            if cfg.eba_mode == "frame" and "eba" not in data:
+                raise InputError(
+                    f"{ref.path}: {ref.prefix} has no eba maps, needed by a --eba frame model"
+                )
+            t0 = time.perf_counter()
+            op = make_nufft(data["traj"], cfg.image_size, device=device)
+            n_frames, n_coils = data["kspace"].shape[:2]
+
+            def adjoint(k: torch.Tensor, op=op, n_coils=n_coils) -> torch.Tensor:
+                return op.adjoint(k)
+
+            dcf = torch.from_numpy(data["dcf"]).to(device)
+            smaps = torch.from_numpy(data["smaps"]).to(device)
+            frames = []
+            for start in range(0, n_frames, batch):
+                stop = min(n_frames, start + batch)
+                emb_t = torch.from_numpy(emb[start:stop]).to(device)
+                k_t = torch.from_numpy(data["kspace"][start:stop]).to(device)
+                eba_t = (
+                    torch.from_numpy(data["eba"][start:stop]).to(device)
+                    if cfg.eba_mode == "frame"
+                    else None
+                )
+                frames.append(
+                    model.reconstruct_kspace(emb_t, k_t, dcf, smaps, adjoint, eba_t).cpu().numpy()
+                )
+            wall = time.perf_counter() - t0
+            recon = np.concatenate(frames)
+            cached_ms = 1000 * wall / max(1, n_frames)
+            writer.write_recon(
+                ref.prefix,
+                recon,
+                wall_s=wall + enc_ms * n_frames / 1000,
+                extra={"ms_per_frame_cached": cached_ms, "encoder_ms_per_frame": enc_ms},
+            )
+            rows.append((ref.prefix, n_frames, cached_ms + enc_ms, cached_ms))
+        if progress is not None:
+            progress("", len(refs), len(refs))
+    return ReconstructResult(Path(out), method, rows, info["notice"], info["nufft_backend"])
+
+
+def _image_size(ref: UtteranceRef) -> tuple[int, int]:
+    import h5py
+
+    with h5py.File(ref.path, "r") as f:
+        return tuple(int(v) for v in f["utterances"][ref.prefix]["smaps"].shape[-2:])

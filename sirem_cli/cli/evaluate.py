@@ -1,0 +1,70 @@
+"""``sirem evaluate``: the paper's metrics for reconstruction files, as tables, JSON, CSV, figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sirem_cli.cli._common import cli_errors, err, out, progress
+
+
+def evaluate(
+    recons: list[Path] = typer.Argument(..., metavar="RECON.h5...", help="Reconstruction file(s)."),
+    target: list[str] = typer.Option(
+        ["reference"], "--target", help="reference | truth | OTHER.h5 (repeatable: one block each)."
+    ),
+    prepared: list[Path] = typer.Option(
+        None, "--prepared", help="Prepared file(s) (for reference/truth)."
+    ),
+    out_dir: Path = typer.Option(
+        None, "--out", help="Folder for metrics.json, metrics.csv, metrics.md."
+    ),
+    metrics: str = typer.Option(
+        "paper", "--metrics", help="Comma-separated names, or paper | classic | all."
+    ),
+    weights_dir: Path = typer.Option(
+        None,
+        "--weights-dir",
+        help="Folder with the LPIPS/FID weight files (else the torch hub cache).",
+    ),
+    fid_frames: int = typer.Option(512, "--fid-frames", help="Frames sampled for FID (0: all)."),
+    report: Path = typer.Option(
+        None, "--report", help="Also write tables.md, figure2.png, figure3.png here."
+    ),
+) -> None:
+    """Compare reconstructions with SSIM, PSNR, MSE, NMSE, NRMSE, HFEN, VIF, LPIPS and FID.
+
+    Values are computed per utterance and averaged over utterances (mean and std).
+    """
+    with cli_errors():
+        from sirem_cli.api.evaluate import run_evaluate
+        from sirem_cli.report.tables import table1, table2
+
+        with progress() as bar:
+            task = bar.add_task("evaluate", total=None, info="")
+
+            def report_fn(stage: str, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total, info=stage)
+
+            result = run_evaluate(
+                recons,
+                target,
+                prepared=prepared or (),
+                out_dir=out_dir,
+                metrics=metrics,
+                weights_dir=weights_dir,
+                fid_max_frames=fid_frames or None,
+                report_dir=report,
+                progress=report_fn,
+            )
+        for block in table1(result.results):
+            out.print(block.to_rich())
+        t2 = table2(result.results)
+        if t2 is not None:
+            out.print(t2.to_rich())
+    notes = sorted({msg for r in result.results for msg in r.unavailable.values()})
+    for note in notes:
+        err.print(f"note: {note}")
+    for path in [*result.files.values(), *result.report_files]:
+        err.print(f"wrote {path}")

@@ -1,0 +1,58 @@
+"""``sirem reconstruct``: apply a trained SIREM checkpoint to prepared utterances."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sirem_cli.cli._common import cli_errors, fail, notice, out, progress, table
+
+
+def reconstruct(
+    paths: list[Path] = typer.Argument(
+        ...,
+        metavar="PREPARED... OUT.h5",
+        help="Prepared file(s), then the reconstruction file to write.",
+    ),
+    ckpt: Path = typer.Option(..., "--ckpt", help="Checkpoint written by sirem train."),
+    split: str = typer.Option("test", "--split", help="test | val | train | all."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    batch: int = typer.Option(64, "--batch", help="Frames per batch."),
+    hubert: str = typer.Option(None, "--hubert", help="HuBERT folder, for hubert checkpoints."),
+    bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast for HuBERT."),
+    overwrite: bool = typer.Option(True, "--overwrite/--no-overwrite"),
+) -> None:
+    """Reconstruct with SIREM; embeddings missing from the prepared file are computed and cached."""
+    if len(paths) < 2:
+        raise fail("give at least one PREPARED file and the OUT.h5 to write")
+    *inputs, out_file = paths
+    with cli_errors():
+        from sirem_cli.api.model import ModelRunConfig, run_reconstruct
+
+        run = ModelRunConfig(hubert=hubert, bf16=bf16, device=device)
+        with progress() as bar:
+            task = bar.add_task("reconstruct", total=None, info="")
+
+            def report(prefix: str, index: int, total: int) -> None:
+                bar.update(task, completed=index, total=total, info=prefix)
+
+            result = run_reconstruct(
+                ckpt,
+                inputs,
+                out_file,
+                run,
+                split=split,
+                batch=batch,
+                overwrite=overwrite,
+                progress=report,
+            )
+    if result.notice:
+        notice(result.notice)
+    out.print(
+        table(
+            f"sirem reconstruct ({result.method}) -> {result.out}",
+            ["utterance", "frames", "ms/frame end to end", "ms/frame cached embeddings"],
+            [[p, n, f"{e2e:.2f}", f"{c:.2f}"] for p, n, e2e, c in result.rows],
+        )
+    )

@@ -1,0 +1,114 @@
+"""``sirem train``: fit the SIREM decoder and arm weights on prepared files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sirem_cli.cli._common import cli_errors, err, out, progress, table
+
+
+def train(
+    prepared: list[Path] = typer.Argument(
+        ..., metavar="PREPARED.h5...", help="Prepared file(s), one dataset."
+    ),
+    out_file: Path = typer.Option(
+        None, "--out", "-o", help="Checkpoint (default: next to the first input)."
+    ),
+    encoder: str = typer.Option("hubert", "--encoder", help="Frozen audio encoder: hubert | mel."),
+    hubert: str = typer.Option(
+        None, "--hubert", help="HuBERT folder (or hub id found in the local cache)."
+    ),
+    bf16: bool = typer.Option(
+        False, "--bf16", help="bfloat16 autocast for HuBERT (CPUs with BF16)."
+    ),
+    epochs: int = typer.Option(20, "--epochs"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    lr: float = typer.Option(1e-4, "--lr"),
+    weight_decay: float = typer.Option(1e-5, "--weight-decay"),
+    val_every: int = typer.Option(
+        5, "--val-every", help="Validate every N epochs (and after the last)."
+    ),
+    budget: float = typer.Option(2.0, "--budget", help="Arm budget K of the budget loss."),
+    no_audio: bool = typer.Option(
+        False, "--no-audio", help="Ablation: audio embeddings replaced by zeros."
+    ),
+    eba: str = typer.Option("static", "--eba", help="Fusion map: static | frame | learned."),
+    arm_select: str = typer.Option("soft", "--arm-select", help="soft | topk (straight-through)."),
+    target: str = typer.Option("reference", "--target", help="Training target: reference | truth."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <out>.resume.pt."),
+) -> None:
+    """Train SIREM: frozen-encoder embeddings are cached once; only the decoder and arm logits learn."""
+    with cli_errors():
+        from sirem_cli.api.model import ModelRunConfig, run_train
+        from sirem_cli.errors import InputError
+        from sirem_cli.training.loop import TrainConfig
+
+        try:
+            config = TrainConfig(
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                weight_decay=weight_decay,
+                val_every=val_every,
+                budget_k=budget,
+                no_audio=no_audio,
+                eba_mode=eba,
+                arm_select=arm_select,
+                seed=seed,
+                device=device,
+                encoder=encoder,
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        run = ModelRunConfig(
+            encoder=encoder, hubert=hubert, bf16=bf16, target=target, device=device
+        )
+        with progress() as bar:
+            stage = bar.add_task("prepare frames", total=None, info="")
+            epoch_task = None
+
+            def report(name: str, done: int, total: int) -> None:
+                bar.update(stage, description=name, completed=done, total=total)
+
+            def step(
+                epoch: int, step_i: int, n_steps: int, loss: float, val_psnr: float | None
+            ) -> None:
+                nonlocal epoch_task
+                if epoch_task is None:
+                    epoch_task = bar.add_task("train", total=config.epochs * n_steps, info="")
+                info = f"epoch {epoch} loss {loss:.4f}"
+                if val_psnr is not None and val_psnr == val_psnr:
+                    info += f" val PSNR {val_psnr:.2f} dB"
+                bar.update(epoch_task, completed=(epoch - 1) * n_steps + step_i, info=info)
+
+            result = run_train(
+                prepared, out_file, config, run, resume=resume, progress=report, step_progress=step
+            )
+    for note in result.notes:
+        err.print(f"note: {note}")
+    rows = [
+        [
+            r.get("epoch"),
+            f"{r.get('train_loss', float('nan')):.5f}",
+            f"{r.get('val_psnr', float('nan')):.2f}" if r.get("val_psnr") is not None else "-",
+            f"{r.get('seconds', float('nan')):.1f}",
+        ]
+        for r in result.records
+    ]
+    out.print(
+        table(
+            f"sirem train -> {result.checkpoint} ({result.n_train} train / {result.n_val} val frames)",
+            ["epoch", "train loss", "val PSNR dB", "s"],
+            rows,
+        )
+    )
+    out.print(
+        f"best epoch {result.best_epoch}: validation PSNR {result.best_val_psnr:.2f} dB; "
+        f"arm weights p = [{', '.join(f'{v:.2f}' for v in result.arm_weights)}] "
+        f"(sum {sum(result.arm_weights):.2f})"
+    )
+    out.print(f"logs: {result.log_json}, {result.log_csv}")

@@ -1,0 +1,168 @@
+"""The whole pipeline through the real CLI parser on the shared synthetic corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sirem_cli.cli import app
+from sirem_cli.io.prepared import ReconSet
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, prepared_file: Path) -> dict[str, Path]:
+    """baseline (gridding) + train with and without audio + reconstruct, once for the module."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    prepared = tmp / "prepared.h5"  # a private copy: training caches embeddings in it
+    prepared.write_bytes(prepared_file.read_bytes())
+    paths = {"prepared": prepared, "tmp": tmp}
+    invoke("baseline", prepared, tmp / "gridding.h5", "--method", "gridding", "--split", "all")
+    paths["gridding"] = tmp / "gridding.h5"
+    for name, extra in (("sirem", []), ("sirem-no-audio", ["--no-audio"])):
+        ckpt = tmp / f"{name}.pt"
+        invoke(
+            "train",
+            prepared,
+            "--encoder",
+            "mel",
+            "--epochs",
+            "2",
+            "--val-every",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            ckpt,
+            *extra,
+        )
+        invoke(
+            "reconstruct",
+            "--ckpt",
+            ckpt,
+            prepared,
+            tmp / f"{name}.h5",
+            "--split",
+            "all",
+            "--device",
+            "cpu",
+        )
+        paths[name] = tmp / f"{name}.h5"
+        paths[f"{name}.pt"] = ckpt
+    return paths
+
+
+def test_baseline_writes_the_recon_format(work):
+    rs = ReconSet(work["gridding"])
+    assert rs.method == "gridding"
+    frames = rs.read(rs.utterances[0].prefix)
+    assert frames.dtype == np.float32 and frames.min() >= 0 and frames.max() == pytest.approx(1.0)
+    assert rs.utterances[0].ms_per_frame > 0
+    with h5py.File(work["gridding"], "r") as f:
+        assert f.attrs["nufft_backend"] == "finufft" and f.attrs["device"] == "cpu"
+
+
+def test_training_caches_embeddings_and_logs(work):
+    with h5py.File(work["prepared"], "r") as f:
+        group = next(iter(f["utterances"].values()))
+        assert group["embeddings/mel"].shape[0] == group["kspace"].shape[0]
+    log = json.loads(work["sirem.pt"].with_suffix(".log.json").read_text())
+    assert len(log["records"]) == 2
+    assert work["sirem.pt"].with_suffix(".log.csv").read_text().count("\n") >= 3
+
+
+def test_reconstruct_methods_and_timing(work):
+    assert ReconSet(work["sirem"]).method == "sirem"
+    assert ReconSet(work["sirem-no-audio"]).method == "sirem-no-audio"
+    with h5py.File(work["sirem"], "r") as f:
+        attrs = next(iter(f["utterances"].values())).attrs
+        assert attrs["ms_per_frame"] >= attrs["ms_per_frame_cached"] > 0
+
+
+def test_evaluate_report_and_export(work):
+    tmp = work["tmp"]
+    result = invoke(
+        "evaluate",
+        work["sirem"],
+        work["sirem-no-audio"],
+        work["gridding"],
+        "--target",
+        "truth",
+        "--target",
+        "reference",
+        "--prepared",
+        work["prepared"],
+        "--metrics",
+        "classic",
+        "--out",
+        tmp / "metrics",
+        "--report",
+        tmp / "report",
+    )
+    assert "SSIM" in result.output or "ssim" in result.output
+    metrics = json.loads((tmp / "metrics" / "metrics.json").read_text())
+    assert isinstance(metrics, dict | list)
+    for name in ("metrics.csv", "metrics.md"):
+        assert (tmp / "metrics" / name).stat().st_size > 0
+    for name in ("tables.md", "figure2.png", "figure3.png"):
+        assert (tmp / "report" / name).stat().st_size > 1000 or name == "tables.md"
+    prefix = ReconSet(work["sirem"]).utterances[0].prefix
+    invoke(
+        "export",
+        work["sirem"],
+        tmp / "clip.mp4",
+        "--prepared",
+        work["prepared"],
+        "--utterance",
+        prefix,
+    )
+    from sirem_cli.report.video import probe_media
+
+    info = probe_media(tmp / "clip.mp4")
+    assert info.n_frames == ReconSet(work["sirem"]).utterances[0].n_frames
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["baseline", "{prepared}", "{tmp}/x.h5", "--method", "magic"], "unknown method"),
+        (["baseline", "{prepared}", "{tmp}/x.h5", "--method", "wavelet", "--lam", "-1"], "--lam"),
+        (["baseline", "{prepared}", "{tmp}/x.h5", "--method", "tv", "--iters", "0"], "--iters"),
+        (["baseline", "{tmp}/missing.h5", "{tmp}/x.h5"], "no such file"),
+        (["evaluate", "{gridding}", "--metrics", "sharpness"], "sharpness"),
+        (["evaluate", "{prepared}"], "not a sirem-recon file"),
+        (["reconstruct", "--ckpt", "{prepared}", "{prepared}", "{tmp}/x.h5"], "prepared.h5"),
+    ],
+)
+def test_bad_input_one_line(work, args, needle):
+    args = [a.format(**{k: str(v) for k, v in work.items()}) for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and "Traceback" not in result.output
+    assert not (work["tmp"] / "x.h5").exists()
+
+
+def test_evaluate_refuses_mismatched_frames(work, tmp_path):
+    from sirem_cli.io.prepared import ReconWriter
+
+    rs = ReconSet(work["gridding"])
+    bad = tmp_path / "short.h5"
+    with ReconWriter(bad, method="short", source=[], config={}) as w:
+        for ref in rs.utterances:
+            w.write_recon(ref.prefix, rs.read(ref.prefix)[:-1], wall_s=1.0)
+    result = runner.invoke(
+        app, ["evaluate", str(bad), "--target", "truth", "--prepared", str(work["prepared"])]
+    )
+    assert result.exit_code == 2 and "frames" in result.output
