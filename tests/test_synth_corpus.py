@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -85,7 +86,7 @@ def test_raw_file_structure(synth_corpus):
     assert params == {"readTime_ns": "2520", "simplingTime_ns": "4", "repetitionTime_ns": "6004"}
     sizes = [el for el in root.iter() if el.tag.endswith("matrixSize")]
     assert all(s.find("{*}x").text == "84" and s.find("{*}y").text == "84" for s in sizes)
-    fov = [el for el in root.iter() if el.tag.endswith("fieldOfView_mm")][0]
+    fov = next(el for el in root.iter() if el.tag.endswith("fieldOfView_mm"))
     assert float(fov.find("{*}x").text) == 200.0
 
 
@@ -173,9 +174,7 @@ def test_audio_track_and_textgrid(synth_corpus):
         assert intervals[0].xmin == 0 and intervals[-1].xmax == pytest.approx(
             info.frames / 20000, abs=1e-6
         )
-        assert all(
-            a.xmax == pytest.approx(b.xmin) for a, b in zip(intervals, intervals[1:], strict=False)
-        )
+        assert all(a.xmax == pytest.approx(b.xmin) for a, b in itertools.pairwise(intervals))
     labels = {iv.text for iv in tiers["phones"]} - {""}
     assert labels and all(lab.rstrip("012").isalpha() and lab.isupper() for lab in labels)
 

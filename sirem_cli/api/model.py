@@ -99,7 +99,7 @@ def arm_images(
     """
     from sirem_cli.nufft import make_nufft
 
-    n_frames, n_coils, n_arms, _ = kspace.shape
+    n_frames, _n_coils, n_arms, _ = kspace.shape
     height, width = smaps.shape[-2:]
     out = np.empty((n_frames, n_arms, height, width), np.complex64)
     conj = np.conj(smaps)[None]  # (1, C, H, W)
