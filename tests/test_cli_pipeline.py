@@ -131,7 +131,9 @@ def test_evaluate_report_and_export(work):
     from sirem_cli.report.video import probe_media
 
     info = probe_media(tmp / "clip.mp4")
-    assert info.n_frames == ReconSet(work["sirem"]).utterances[0].n_frames
+    n_frames = ReconSet(work["sirem"]).utterances[0].n_frames
+    assert info.video_frames == n_frames and info.has_audio
+    assert info.audio_duration_s == pytest.approx(n_frames * 13 * 6.004e-3, abs=0.03)
 
 
 @pytest.mark.parametrize(
