@@ -1,12 +1,53 @@
 #!/usr/bin/env bash
-# The whole sirem pipeline on the built-in synthetic corpus, offline.
-# Usage: bash examples/demo.sh [OUT_DIR]   (make demo runs it with OUT_DIR=demo_out)
+# The whole sirem pipeline on the built-in synthetic corpus, offline, in one folder.
+# Usage: bash examples/demo.sh [OUT_DIR]        (make demo runs it with OUT_DIR=demo_out)
+# Environment: SIREM (the sirem executable), DEMO_SUBJECTS, DEMO_UTTERANCES, DEMO_SECONDS,
+# DEMO_EPOCHS to scale it.
 set -euo pipefail
 OUT=${1:-demo_out}
 SIREM=${SIREM:-sirem}
+SUBJECTS=${DEMO_SUBJECTS:-6}
+UTTERANCES=${DEMO_UTTERANCES:-2}
+SECONDS_PER_UTT=${DEMO_SECONDS:-8}
+EPOCHS=${DEMO_EPOCHS:-20}
 mkdir -p "$OUT"
-echo "== 1/2 synthesize a corpus (6 speakers x 2 utterances x 8 s)"
-$SIREM synth "$OUT/corpus" --subjects 6 --utterances 2 --seconds 8 --seed 0 --overwrite
-echo "== 2/2 prepare it"
+start=$(date +%s)
+step() { echo; echo "== [$(( $(date +%s) - start )) s] $*"; }
+
+step "1/8 synthesize a corpus: $SUBJECTS speakers x $UTTERANCES utterances x $SECONDS_PER_UTT s"
+$SIREM synth "$OUT/corpus" --subjects "$SUBJECTS" --utterances "$UTTERANCES" \
+  --seconds "$SECONDS_PER_UTT" --seed 0 --overwrite
+
+step "2/8 prepare it (splits by subject)"
 $SIREM prepare "$OUT/corpus" "$OUT/prepared.h5" --overwrite
-echo "demo outputs are in $OUT/"
+
+step "3/8 baselines on the test subjects: gridding, wavelet and TV (lambda chosen on validation)"
+$SIREM baseline "$OUT/prepared.h5" "$OUT/gridding.h5" --method gridding
+$SIREM baseline "$OUT/prepared.h5" "$OUT/wavelet.h5" --method wavelet --lam auto
+$SIREM baseline "$OUT/prepared.h5" "$OUT/tv.h5" --method tv --lam auto
+
+step "4/8 train SIREM with the mel encoder, with audio"
+$SIREM train "$OUT/prepared.h5" --encoder mel --epochs "$EPOCHS" --out "$OUT/sirem.pt"
+
+step "5/8 train the w/o-audio ablation"
+$SIREM train "$OUT/prepared.h5" --encoder mel --epochs "$EPOCHS" --no-audio --out "$OUT/sirem-no-audio.pt"
+
+step "6/8 reconstruct the test subjects with both models"
+$SIREM reconstruct --ckpt "$OUT/sirem.pt" "$OUT/prepared.h5" "$OUT/sirem.h5"
+$SIREM reconstruct --ckpt "$OUT/sirem-no-audio.pt" "$OUT/prepared.h5" "$OUT/sirem-no-audio.h5"
+
+step "7/8 evaluate against the ground truth and the reference; tables and figures"
+$SIREM evaluate "$OUT/sirem.h5" "$OUT/sirem-no-audio.h5" "$OUT/gridding.h5" "$OUT/wavelet.h5" "$OUT/tv.h5" \
+  --target truth --target reference --prepared "$OUT/prepared.h5" \
+  --out "$OUT/metrics" --report "$OUT/report"
+
+step "8/8 export one test utterance as a video with its sound"
+PREFIX=$("${SIREM%sirem}python" -c "
+import sys
+from sirem_cli.io.prepared import ReconSet
+print(ReconSet(sys.argv[1]).utterances[0].prefix)" "$OUT/sirem.h5" 2>/dev/null || true)
+if [ -n "$PREFIX" ]; then
+  $SIREM export "$OUT/sirem.h5" "$OUT/$PREFIX.mp4" --prepared "$OUT/prepared.h5" --utterance "$PREFIX"
+fi
+
+step "done: outputs in $OUT/ (metrics/metrics.md, report/figure2.png, report/figure3.png)"

@@ -1,0 +1,23 @@
+"""Synthetic speech-rtMRI corpus: the physics it samples and the writers that assemble it.
+
+The physics lives in four modules that build on each other:
+
+- :mod:`sirem_cli.synth.lexicon`: ARPAbet phones with articulatory targets, a small English
+  lexicon and :func:`~sirem_cli.synth.lexicon.sample_utterance` (word and phone tiers that tile
+  the utterance, as in an Annot-16 TextGrid);
+- :mod:`sirem_cli.synth.articulation`: :func:`~sirem_cli.synth.articulation.articulate`, smooth
+  coarticulated trajectories of 7 normalized articulatory parameters in continuous time;
+- :mod:`sirem_cli.synth.vocaltract`: a midsagittal vocal-tract phantom driven by those
+  parameters (upright proton-density images, label rasters, Annot-16 contours and the area
+  function along the airway, all from one geometry);
+- :mod:`sirem_cli.synth.speech`: speech audio synthesized from the same trajectory through the
+  area function (tube model, voiced and noise sources, nasal coupling).
+
+Seeding convention (what keeps images and audio consistent): ``articulate`` takes exactly one
+draw from the generator it is given and derives the whole trajectory from that draw, so
+``articulate(utt, t1, np.random.default_rng(s))`` and ``articulate(utt, t2,
+np.random.default_rng(s))`` sample one continuous trajectory. ``synthesize_audio`` calls its
+``articulate_fn(utt, times, rng)`` with the generator it receives and then draws its noise from
+that generator; to give the audio the trajectory of the images, pass
+``articulate_fn=lambda u, t, _rng: articulate(u, t, np.random.default_rng(traj_seed))``.
+"""
