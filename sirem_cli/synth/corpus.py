@@ -400,8 +400,14 @@ def _write_utterance(
         0.0,
         utt.duration,
     )
+    # The speech comes from the very trajectory the images were rendered from; audio_seed
+    # only drives the source noise (glottal jitter, aspiration, frication).
     audio = synthesize_audio(
-        anat, utt, np.random.default_rng(audio_seed), sample_rate=AUDIO_RATE_HZ
+        anat,
+        utt,
+        np.random.default_rng(audio_seed),
+        sample_rate=AUDIO_RATE_HZ,
+        articulate_fn=lambda _utt, times, _rng: trajectory(times),
     )
     write_wav(paths["audio"], audio, AUDIO_RATE_HZ)
     return UtteranceSummary(
