@@ -35,9 +35,11 @@ $SIREM train "$OUT/prepared.h5" --encoder mel --epochs "$EPOCHS" --no-audio --ou
 step "6/8 reconstruct the test subjects with both models"
 $SIREM reconstruct --ckpt "$OUT/sirem.pt" "$OUT/prepared.h5" "$OUT/sirem.h5"
 $SIREM reconstruct --ckpt "$OUT/sirem-no-audio.pt" "$OUT/prepared.h5" "$OUT/sirem-no-audio.h5"
+# the MRI branch alone: gridding of the same learned arm-weighted k-space
+$SIREM reconstruct --ckpt "$OUT/sirem.pt" "$OUT/prepared.h5" "$OUT/sirem-mri.h5" --branch mri
 
 step "7/8 evaluate against the ground truth and the reference; tables and figures"
-$SIREM evaluate "$OUT/sirem.h5" "$OUT/sirem-no-audio.h5" "$OUT/gridding.h5" "$OUT/wavelet.h5" "$OUT/tv.h5" \
+$SIREM evaluate "$OUT/sirem.h5" "$OUT/sirem-no-audio.h5" "$OUT/sirem-mri.h5" "$OUT/gridding.h5" "$OUT/wavelet.h5" "$OUT/tv.h5" \
   --target truth --target reference --prepared "$OUT/prepared.h5" \
   --out "$OUT/metrics" --report "$OUT/report"
 

@@ -83,6 +83,29 @@ def test_training_caches_embeddings_and_logs(work):
     assert work["sirem.pt"].with_suffix(".log.csv").read_text().count("\n") >= 3
 
 
+def test_reconstruct_single_branch(work):
+    out = work["tmp"] / "mri-only.h5"
+    invoke(
+        "reconstruct",
+        "--ckpt",
+        work["sirem.pt"],
+        work["prepared"],
+        out,
+        "--split",
+        "all",
+        "--device",
+        "cpu",
+        "--branch",
+        "mri",
+    )
+    rs = ReconSet(out)
+    assert rs.method == "sirem-mri"
+    prefix = rs.utterances[0].prefix
+    mri, fused = rs.read(prefix), ReconSet(work["sirem"]).read(prefix)
+    assert mri.shape == fused.shape and 0 <= mri.min() and mri.max() <= 1
+    assert not np.allclose(mri, fused)
+
+
 def test_reconstruct_methods_and_timing(work):
     assert ReconSet(work["sirem"]).method == "sirem"
     assert ReconSet(work["sirem-no-audio"]).method == "sirem-no-audio"

@@ -26,6 +26,8 @@ from sirem_cli.io.atomic import check_output_path
 from sirem_cli.io.prepared import PreparedSet, ReconWriter, UtteranceRef, store_embeddings
 
 StageFn = Callable[[str, int, int], None]
+#: reconstruct --branch -> the field of SiremOutput written.
+BRANCHES = {"fused": "recon", "mri": "x_mri", "audio": "x_audio"}
 
 
 def _encoder_source(encoder: Any) -> str:
@@ -280,10 +282,15 @@ def run_reconstruct(
     *,
     split: str = "test",
     batch: int = 64,
+    branch: str = "fused",
     overwrite: bool = True,
     progress: StageFn | None = None,
 ) -> ReconstructResult:
-    """Reconstruct ``split`` of ``prepared`` with a trained checkpoint into a recon file."""
+    """Reconstruct ``split`` of ``prepared`` with a trained checkpoint into a recon file.
+
+    ``branch`` selects the output: ``fused`` (the SIREM reconstruction), ``mri`` (the MRI branch
+    alone: gridding of the learned arm-weighted k-space) or ``audio`` (the decoder's image).
+    """
     import torch
 
     from sirem_cli.nufft import make_nufft
@@ -292,6 +299,8 @@ def run_reconstruct(
 
     if batch <= 0:
         raise InputError(f"--batch must be positive, got {batch}")
+    if branch not in BRANCHES:
+        raise InputError(f"--branch must be one of {', '.join(BRANCHES)}, got {branch!r}")
     check_output_path(Path(out), overwrite=overwrite)
     dataset = PreparedSet(prepared)
     refs = dataset.select(split)
@@ -313,8 +322,12 @@ def run_reconstruct(
             f"the encoder gives {encoder.embedding_dim}"
         )
     method = "sirem-no-audio" if cfg.no_audio else "sirem"
+    if branch != "fused":
+        method = f"{method}-{branch}"
     rows = []
+    model.eval()
     record = {
+        "branch": branch,
         "checkpoint": str(checkpoint),
         "split": split,
         "batch": batch,
@@ -359,9 +372,9 @@ def run_reconstruct(
                     if cfg.eba_mode == "frame"
                     else None
                 )
-                frames.append(
-                    model.reconstruct_kspace(emb_t, k_t, dcf, smaps, adjoint, eba_t).cpu().numpy()
-                )
+                with torch.no_grad():
+                    output = model.forward_kspace(emb_t, k_t, dcf, smaps, adjoint, eba_t)
+                frames.append(getattr(output, BRANCHES[branch]).cpu().numpy())
             wall = time.perf_counter() - t0
             recon = np.concatenate(frames)
             cached_ms = 1000 * wall / max(1, n_frames)

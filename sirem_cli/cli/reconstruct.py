@@ -19,6 +19,9 @@ def reconstruct(
     split: str = typer.Option("test", "--split", help="test | val | train | all."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     batch: int = typer.Option(64, "--batch", help="Frames per batch."),
+    branch: str = typer.Option(
+        "fused", "--branch", help="fused (SIREM) | mri (MRI branch alone) | audio (decoder alone)."
+    ),
     hubert: str = typer.Option(None, "--hubert", help="HuBERT folder, for hubert checkpoints."),
     bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast for HuBERT."),
     overwrite: bool = typer.Option(True, "--overwrite/--no-overwrite"),
@@ -44,6 +47,7 @@ def reconstruct(
                 run,
                 split=split,
                 batch=batch,
+                branch=branch,
                 overwrite=overwrite,
                 progress=report,
             )
