@@ -191,3 +191,39 @@ def test_evaluate_refuses_mismatched_frames(work, tmp_path):
         app, ["evaluate", str(bad), "--target", "truth", "--prepared", str(work["prepared"])]
     )
     assert result.exit_code == 2 and "frames" in result.output
+
+
+def test_train_under_torchrun_with_two_cpu_processes(work):
+    """`sirem train` joins a DistributedDataParallel run when launched by torchrun."""
+    import os
+    import subprocess
+    import sys
+
+    out = work["tmp"] / "ddp.pt"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "sirem_cli",
+        "train",
+        str(work["prepared"]),
+        "--encoder",
+        "mel",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from sirem_cli.training.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(out)
+    assert ckpt.encoder == "mel"
+    assert len(__import__("json").loads(out.with_suffix(".log.json").read_text())["records"]) == 1

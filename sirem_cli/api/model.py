@@ -215,7 +215,7 @@ def run_train(
     step_progress: Callable[..., None] | None = None,
 ) -> TrainRunResult:
     """Train SIREM on the train split of ``prepared`` (validated on the val split)."""
-    from sirem_cli.training.distributed import resolve_device
+    from sirem_cli.training.distributed import init_runtime, resolve_device, shutdown_runtime
     from sirem_cli.training.loop import train
 
     run.validate()
@@ -227,8 +227,18 @@ def run_train(
     val_refs = [u for u in dataset.utterances if u.split == "val"]
     if not val_refs:
         notes.append("no validation utterances: the last epoch is kept")
-    device = str(resolve_device(config.device))
+    # Under torchrun (WORLD_SIZE > 1) every process joins one DistributedDataParallel run;
+    # otherwise this is a single-process runtime.
+    runtime = init_runtime(config.device)
+    device = str(resolve_device(config.device, runtime))
     encoder = _make_encoder(run, device)
+    if runtime.distributed:  # one writer: rank 0 caches the embeddings, the others wait
+        import torch.distributed as dist
+
+        if runtime.rank == 0:
+            for ref in [*train_refs, *val_refs]:
+                utterance_embeddings(ref, encoder, batch_size=run.encode_batch)
+        dist.barrier()
     need_eba = config.eba_mode in ("static", "frame", "learned")
     train_data = frame_data(train_refs, encoder, run, need_eba=need_eba, progress=progress)
     val_data = (
@@ -238,16 +248,20 @@ def run_train(
     )
     log_json = out.with_suffix(".log.json")
     log_csv = out.with_suffix(".log.csv")
-    result = train(
-        config,
-        train_data,
-        val_data,
-        out_path=out,
-        resume=resume,
-        progress=step_progress,
-        log_json=log_json,
-        log_csv=log_csv,
-    )
+    try:
+        result = train(
+            config,
+            train_data,
+            val_data,
+            out_path=out,
+            resume=resume,
+            progress=step_progress,
+            log_json=log_json,
+            log_csv=log_csv,
+            runtime=runtime,
+        )
+    finally:
+        shutdown_runtime(runtime)
     return TrainRunResult(
         checkpoint=out,
         log_json=log_json,
