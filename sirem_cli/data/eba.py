@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -24,21 +23,27 @@ DEFAULT_EBA_ARTICULATORS = ("tongue", "upper_lip", "lower_lip", "velum")
 
 
 def rasterize_polyline(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Draw an open polyline given in image pixels (x right, y down) as a 1-px boolean mask."""
-    from skimage.draw import line
+    """Draw an open polyline given in image pixels (x right, y down) as a 1-px boolean mask.
 
+    Each segment is sampled at least once per pixel of its longer extent (as a DDA line
+    drawing does), all segments at once.
+    """
     mask = np.zeros(shape, dtype=bool)
-    pts = np.asarray(points, dtype=np.float64)
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     pts = pts[np.all(np.isfinite(pts), axis=1)]
     if len(pts) == 0:
         return mask
-    rc = np.rint(pts[:, ::-1]).astype(np.int64)  # (row, col)
-    if len(rc) == 1:
-        rc = np.vstack([rc, rc])
-    for (r0, c0), (r1, c1) in itertools.pairwise(rc):
-        rr, cc = line(int(r0), int(c0), int(r1), int(c1))
-        keep = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
-        mask[rr[keep], cc[keep]] = True
+    if len(pts) == 1:
+        pts = np.vstack([pts, pts])
+    start, delta = pts[:-1], np.diff(pts, axis=0)  # (P-1, 2)
+    steps = np.ceil(np.abs(delta).max(axis=1)).astype(np.int64) + 1  # samples per segment
+    seg = np.repeat(np.arange(len(steps)), steps)
+    offset = np.arange(seg.size) - np.repeat(np.cumsum(steps) - steps, steps)
+    t = offset / np.maximum(steps[seg] - 1, 1)
+    xy = np.rint(start[seg] + t[:, None] * delta[seg]).astype(np.int64)
+    cols, rows = xy[:, 0], xy[:, 1]
+    keep = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
+    mask[rows[keep], cols[keep]] = True
     return mask
 
 
