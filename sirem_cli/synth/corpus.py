@@ -259,7 +259,7 @@ def _write_utterance(
     from sirem_cli.synth.vocaltract import (
         ARTICULATORS,
         anatomy_for_subject,
-        contours,
+        contours_batch,
         label_raster,
         render,
     )
@@ -360,7 +360,7 @@ def _write_utterance(
             d_labels[start:stop] = label_raster(anat, params, n=n)
             d_params[start:stop] = params
             d_recon[start:stop] = RECON_SCALE * np.swapaxes(_soften(truth), -1, -2)
-            contour_frames.extend(contours(anat, p, n=n) for p in params)
+            contour_frames.extend(contours_batch(anat, params, n=n))
             if progress is not None:
                 progress(prefix, ns + stop, ns + nof)
         for name, value in (("lambda_t", 0.08), ("lambda_s", 0.0), ("iterations", 150.0)):

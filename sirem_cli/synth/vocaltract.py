@@ -193,11 +193,16 @@ def _ray_segment(ax, ay, dx, dy, px, py, qx, qy):
 
 def _ray_hull(ax, ay, dx, dy, hull: Hull):
     """Entry and exit parameters of the line ``a + t d`` through a tapered capsule (convex)."""
+    return _ray_at(ax, ay, dx, dy, hull, _hull_tangents(hull))
+
+
+def _ray_at(ax, ay, dx, dy, hull: Hull, tangents) -> tuple:
+    """:func:`_ray_hull` with the capsule's :func:`_hull_tangents` already known."""
     c1x, c1y, r1, c2x, c2y, r2 = hull
     t_in, t_out = _ray_circle(ax, ay, dx, dy, c1x, c1y, r1)
     a0, a1 = _ray_circle(ax, ay, dx, dy, c2x, c2y, r2)
     t_in, t_out = np.minimum(t_in, a0), np.maximum(t_out, a1)
-    for px, py, qx, qy in _hull_tangents(hull):
+    for px, py, qx, qy in tangents:
         s0, s1 = _ray_segment(ax, ay, dx, dy, px, py, qx, qy)
         t_in, t_out = np.minimum(t_in, s0), np.maximum(t_out, s1)
     return t_in, t_out
@@ -205,20 +210,30 @@ def _ray_hull(ax, ay, dx, dy, hull: Hull):
 
 def _hull_sdf(x, y, hull: Hull):
     """Signed distance (mm, negative inside) to a tapered capsule (Quilez's uneven capsule)."""
+    return _sdf_at(x, y, _sdf_consts(hull))
+
+
+def _sdf_consts(hull: Hull) -> tuple:
+    """The constants of a tapered capsule that :func:`_sdf_at` needs."""
     c1x, c1y, r1, c2x, c2y, r2 = hull
     dx, dy = c2x - c1x, c2y - c1y
     h = np.maximum(np.hypot(dx, dy), 1e-9)
-    ex, ey = dx / h, dy / h
+    b = np.clip((r1 - r2) / h, -0.999, 0.999)
+    a = np.sqrt(1 - b * b)
+    return c1x, c1y, r1, r2, h, dx / h, dy / h, b, a, a * h
+
+
+def _sdf_at(x, y, consts: tuple) -> np.ndarray:
+    """:func:`_hull_sdf` from the capsule constants of :func:`_sdf_consts`."""
+    c1x, c1y, r1, r2, h, ex, ey, b, a, ah = consts
     qx, qy = x - c1x, y - c1y
     along = qx * ex + qy * ey
     across = np.abs(qy * ex - qx * ey)
-    b = np.clip((r1 - r2) / h, -0.999, 0.999)
-    a = np.sqrt(1 - b * b)
     k = a * along - b * across
     d1 = np.hypot(across, along) - r1
     d2 = np.hypot(across, along - h) - r2
     d3 = a * across + b * along - r1
-    return np.where(k < 0, d1, np.where(k > a * h, d2, d3))
+    return np.where(k < 0, d1, np.where(k > ah, d2, d3))
 
 
 def _hull_pieces(hull: Hull, step: float = 0.6) -> list[np.ndarray]:
@@ -252,20 +267,26 @@ def _hull_outline(hull: Hull, step: float = 0.6) -> np.ndarray:
 
 
 def _seg_dist(x, y, pts: np.ndarray) -> np.ndarray:
-    """Distance from points to a polyline (K, 2)."""
-    best = np.full(np.shape(x), np.inf)
+    """Distance from points to a polyline (K, 2); x and y broadcast (a grid is fastest as a
+    row of x and a column of y)."""
+    best = np.full(np.broadcast_shapes(np.shape(x), np.shape(y)), np.inf)
     for (ax, ay), (bx, by) in itertools.pairwise(pts):
         ex, ey = bx - ax, by - ay
         ll = ex * ex + ey * ey
-        t = np.clip(((x - ax) * ex + (y - ay) * ey) / max(ll, 1e-12), 0, 1)
-        best = np.minimum(best, np.hypot(x - ax - t * ex, y - ay - t * ey))
+        dx, dy = x - ax, y - ay
+        t = np.clip((dx * ex + dy * ey) / max(ll, 1e-12), 0, 1)
+        px, py = t * ex, t * ey
+        np.subtract(dx, px, out=px)
+        np.subtract(dy, py, out=py)
+        np.minimum(best, np.hypot(px, py, out=px), out=best)
     return best
 
 
 def _polygon_sdf(x, y, poly: np.ndarray) -> np.ndarray:
-    """Signed distance to a closed polygon (K, 2), negative inside (even-odd rule)."""
+    """Signed distance to a closed polygon (K, 2), negative inside (even-odd rule); x and y
+    broadcast as in :func:`_seg_dist`."""
     closed = np.concatenate([poly, poly[:1]])
-    inside = np.zeros(np.shape(x), bool)
+    inside = np.zeros(np.broadcast_shapes(np.shape(x), np.shape(y)), bool)
     for (ax, ay), (bx, by) in itertools.pairwise(closed):
         cond = (ay > y) != (by > y)
         xc = ax + (y - ay) * (bx - ax) / np.where(by == ay, 1e-12, by - ay)
@@ -549,11 +570,9 @@ class _Geom:
         self.w_deep = np.where(np.isfinite(deep), deep, big)
 
     # -- mapping of points to tract coordinates --------------------------------------------
-    def tract_coords(self, x, y):
-        """(inside, u, w, w_anchor) of reference points on the gridline system."""
+    def _tract_uw(self, x, y) -> tuple:
+        """(reg_p, reg_b, reg_f, th, u, w) of reference points on the gridline system."""
         cx, cy = _C
-        x = np.asarray(x, float)
-        y = np.asarray(y, float)
         reg_p = (x >= cx) & (y >= cy) & (y <= self.yg)
         reg_b = (x >= cx) & (y < cy)
         reg_f = (x < cx) & (x >= _X_INC)
@@ -569,6 +588,14 @@ class _Geom:
             np.nan,
         )
         w = np.select([reg_p, reg_b, reg_f], [cx - x, -r, y - cy], np.nan)
+        return reg_p, reg_b, reg_f, th, u, w
+
+    def tract_coords(self, x, y):
+        """(inside, u, w, w_anchor) of reference points on the gridline system."""
+        x = np.asarray(x, float)
+        y = np.asarray(y, float)
+        cx, cy = _C
+        reg_p, reg_b, reg_f, th, u, w = self._tract_uw(x, y)
         wa = np.full(x.shape, np.nan)
         wa[reg_p] = cx - self.xw(y[reg_p])
         wa[reg_b] = -self._r_out(th[reg_b])
@@ -643,6 +670,7 @@ class _Grid:
         Y = (yy - 100.0 - a.shift_y) / a.scale + 100.0
         self.row_y = Y[:, 0].copy()
         self.col_x = X[0, :].copy()
+        Xr, Yc = X[:1, :], Y[:, :1]  # X varies along rows only, Y down columns only
         self.w = pix / a.scale  # edge width (reference mm per pixel)
         w = self.w
         rng = np.random.default_rng(a.texture_seed)
@@ -661,15 +689,15 @@ class _Grid:
 
         tex = 0.72 + 0.05 * coarse + 0.025 * fine
         poly = _head_polygon()
-        head = _polygon_sdf(X, Y, poly)
+        head = _polygon_sdf(Xr, Yc, poly)
         # muscle of the tongue, lips and chin (also where they move outside the static head)
         tex = blend(tex, np.hypot(X - 80, Y - 122) - 34, 0.8 + 0.04 * coarse + 0.02 * fine, 8.0)
         tex = blend(tex, head, 0.8 + 0.04 * coarse + 0.02 * fine, 6.0)
         # subcutaneous fat along the skin (the outline minus its cut behind the lips and jaw)
-        skin = np.minimum(_seg_dist(X, Y, poly[:11]), _seg_dist(X, Y, poly[19:]))
+        skin = np.minimum(_seg_dist(Xr, Yc, poly[:11]), _seg_dist(Xr, Yc, poly[19:]))
         tex = blend(tex, np.where(head < 0, skin - 4.0, np.inf), 0.93 + 0.03 * fine, 1.5)
         # brain and skull
-        brain = _polygon_sdf(X, Y, _ellipse(128, 2, 78, 46))
+        brain = _polygon_sdf(Xr, Yc, _ellipse(128, 2, 78, 46))
         tex = blend(tex, brain, 0.55 + 0.04 * coarse, w)
         tex = blend(tex, np.abs(brain - 2.5) - 2.5, 0.12, w)
         # spine: vertebral bodies, discs, canal, cord, a fat stripe behind
@@ -677,7 +705,7 @@ class _Grid:
         for k in range(7):
             yc = 96.0 + 16.5 * k
             body = np.array([(134, yc - 6), (156, yc - 6.5), (157, yc + 6), (135, yc + 6.5)])
-            spine = np.minimum(spine, _polygon_sdf(X, Y, body) - 1.0)
+            spine = np.minimum(spine, _polygon_sdf(Xr, Yc, body) - 1.0)
         column = np.maximum(np.maximum(133 - X, X - 158), 88 - Y)
         tex = blend(tex, column, 0.45 + 0.03 * fine, w)
         tex = blend(tex, spine, 0.66 + 0.06 * coarse, w)
@@ -686,7 +714,7 @@ class _Grid:
         tex = blend(tex, np.maximum(np.maximum(163 - X, X - 170), 78 - Y), 0.5 + 0.02 * fine, w)
         tex = blend(tex, np.maximum(np.abs(X - 182) - 2.0, 110 - Y), 0.95, w)
         # hard palate band (bright marrow over a dark cortical line)
-        pal = _seg_dist(X, Y, g.palate)
+        pal = _seg_dist(Xr, Yc, g.palate)
         above = Y < g.y_roof(np.clip(X, _X_INC, g.pns[0]))
         band = (pal < 7.0) & above & (X >= _X_INC - 2) & (X <= g.pns[0] + 2)
         tex = np.where(band, blend(0.9, pal - 1.5, 0.55, w), tex)
@@ -706,8 +734,8 @@ class _Grid:
         occ = occ * (1 - carve)
         # nasal cavity: air with turbinates
         nasal = _polygon_sdf(
-            X,
-            Y,
+            Xr,
+            Yc,
             np.array(
                 [
                     (26, 66),
@@ -723,9 +751,9 @@ class _Grid:
         )
         conchae = np.minimum.reduce(
             [
-                _polygon_sdf(X, Y, _ellipse(62, 68, 22, 3.2, rot=0.12)),
-                _polygon_sdf(X, Y, _ellipse(66, 77, 26, 3.5, rot=0.05)),
-                _polygon_sdf(X, Y, _ellipse(70, 85 - 0.6 * a.palate_height, 20, 2.2)),
+                _polygon_sdf(Xr, Yc, _ellipse(62, 68, 22, 3.2, rot=0.12)),
+                _polygon_sdf(Xr, Yc, _ellipse(66, 77, 26, 3.5, rot=0.05)),
+                _polygon_sdf(Xr, Yc, _ellipse(70, 85 - 0.6 * a.palate_height, 20, 2.2)),
                 np.abs(Y - 75) + np.maximum(0, np.abs(X - 55) - 25) - 0.8,  # septum edge
             ]
         )
@@ -740,7 +768,7 @@ class _Grid:
                 (g.xw(212) - 16.0, 212),
             ]
         )
-        occ = occ * (1 - _ramp(_polygon_sdf(X, Y, tr), w))
+        occ = occ * (1 - _ramp(_polygon_sdf(Xr, Yc, tr), w))
         # static structures inside the airway
         epi = _ramp(_hull_sdf(X, Y, g.epiglottis), w)
         ary = _ramp(_hull_sdf(X, Y, g.arytenoid), w)
@@ -753,7 +781,7 @@ class _Grid:
         # --- static labels ---
         lab = np.where(occ >= 0.5, _LABEL["other"], 0).astype(np.uint8)
         wall_zone = (X > g.xw(Y) - 0.5) & (X < g.xw(Y) + 9) & (Y > 84) & (Y < g.yg + 2)
-        roof_zone = (_seg_dist(X, Y, g.nasophar[1:5]) < 8) & (X > g.pns[0])
+        roof_zone = (_seg_dist(Xr, Yc, g.nasophar[1:5]) < 8) & (X > g.pns[0])
         lab[(occ >= 0.5) & (wall_zone | roof_zone)] = _LABEL["pharyngeal_wall"]
         lab[(occ >= 0.5) & band] = _LABEL["hard_palate"]
         lab[epi >= 0.5] = _LABEL["epiglottis"]
@@ -1160,20 +1188,31 @@ def _velum_loop(h1: Hull, h2: Hull) -> np.ndarray:
 
 def _outward(hull: Hull, pts: np.ndarray, eps: float = 0.05) -> np.ndarray:
     """Unit outward normals (K, 2) of a hull at outline points (gradient of its SDF)."""
-    gx = _hull_sdf(pts[:, 0] + eps, pts[:, 1], hull) - _hull_sdf(pts[:, 0] - eps, pts[:, 1], hull)
-    gy = _hull_sdf(pts[:, 0], pts[:, 1] + eps, hull) - _hull_sdf(pts[:, 0], pts[:, 1] - eps, hull)
+    return np.stack(_outward_at(pts[:, 0], pts[:, 1], _sdf_consts(hull), eps), 1)
+
+
+def _outward_at(x, y, consts: tuple, eps: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_outward` of points ``(x, y)`` from capsule constants (:func:`_sdf_consts`)."""
+    gx = _sdf_at(x + eps, y, consts) - _sdf_at(x - eps, y, consts)
+    gy = _sdf_at(x, y + eps, consts) - _sdf_at(x, y - eps, consts)
     nrm = np.maximum(np.hypot(gx, gy), 1e-12)
-    return np.stack([gx / nrm, gy / nrm], 1)
+    return gx / nrm, gy / nrm
 
 
 def _static_at(anat: Anatomy, pts: np.ndarray) -> np.ndarray:
     """Static tissue occupancy at reference points (K, 2), bilinear from a 0.5 mm map."""
+    return _static_xy(anat, pts[:, 0], pts[:, 1])
+
+
+def _static_xy(anat: Anatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`_static_at` of the points ``(x, y)`` (arrays of one shape)."""
     occ = _grid(anat, _FINE).static_occ
-    img = 100.0 + np.array([anat.shift_x, anat.shift_y]) + anat.scale * (pts - 100.0)
-    pix = np.clip(img / (FOV_MM / _FINE) - 0.5, 0.0, _FINE - 1.000001)
-    i0 = pix.astype(np.intp)
-    f = pix - i0
-    x0, y0, fx, fy = i0[:, 0], i0[:, 1], f[:, 0], f[:, 1]
+    pix = FOV_MM / _FINE
+    hi = _FINE - 1.000001
+    px = np.clip((100.0 + anat.shift_x + anat.scale * (x - 100.0)) / pix - 0.5, 0.0, hi)
+    py = np.clip((100.0 + anat.shift_y + anat.scale * (y - 100.0)) / pix - 0.5, 0.0, hi)
+    x0, y0 = px.astype(np.intp), py.astype(np.intp)
+    fx, fy = px - x0, py - y0
     top = occ[y0, x0] * (1 - fx) + occ[y0, x0 + 1] * fx
     bottom = occ[y0 + 1, x0] * (1 - fx) + occ[y0 + 1, x0 + 1] * fx
     return top * (1 - fy) + bottom * fy
@@ -1277,3 +1316,391 @@ def contours(anat: Anatomy, params: np.ndarray, n: int = 84) -> dict[str, np.nda
     wall_y = np.arange(_C[1] + 2.0, g.yg - 0.5, 2.0)
     out["pharyngeal_wall"] = np.concatenate([g.nasophar[1:], np.stack([g.xw(wall_y), wall_y], 1)])
     return {k: _to_pixels(anat, out[k], int(n)) for k in CONTOUR_NAMES}
+
+
+# --------------------------------------------------------------------------------------------
+# Contours of many frames at once
+# --------------------------------------------------------------------------------------------
+#
+# contours_batch evaluates exactly the arithmetic of contours (the same numpy operations on the
+# same values, so the results are identical), but for all points of all frames of a chunk as
+# flat arrays: every point carries the index of its capsule (or frame), and the per-capsule
+# constants are gathered per point. Outlines of varying length are laid out one after the
+# other ("ragged"), and the longest runs of air-facing points are found for all loops at once.
+
+_BATCH = 128  # frames per chunk of contours_batch (bounds the memory of the flat layouts)
+_TIP_ARC = np.arctan2(-1.0, 0.0) - np.linspace(0, np.deg2rad(200), 18)  # tongue tip outline
+_TIP_COS, _TIP_SIN = np.cos(_TIP_ARC), np.sin(_TIP_ARC)
+
+
+def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Owner (M,) and position within the owner (M,) of the items of consecutive groups of
+    ``counts`` items, and the offsets of the groups."""
+    counts = np.asarray(counts, np.intp).ravel()
+    offs = np.cumsum(counts) - counts
+    owner = np.repeat(np.arange(counts.size), counts)
+    return owner, np.arange(owner.size) - offs[owner], offs
+
+
+class _Hulls:
+    """N tapered capsules (hull of (N,) arrays) and their derived constants."""
+
+    def __init__(self, hull: Hull) -> None:
+        self.hull = tuple(np.asarray(v, float) for v in hull)
+        c1x, c1y, r1, c2x, c2y, r2 = self.hull
+        self.consts = _sdf_consts(self.hull)
+        self.tangents = _hull_tangents(self.hull)
+        lo_x, lo_y = np.minimum(c1x - r1, c2x - r2), np.minimum(c1y - r1, c2y - r2)
+        hi_x, hi_y = np.maximum(c1x + r1, c2x + r2), np.maximum(c1y + r1, c2y + r2)
+        self.box = (lo_x.min(), lo_y.min(), hi_x.max(), hi_y.max()) if c1x.size else None
+
+    def sdf_at(self, idx: np.ndarray) -> tuple:
+        """Constants of the capsules ``idx`` for :func:`_sdf_at`."""
+        return tuple(v[idx] for v in self.consts)
+
+    def sdf(self, x, y, idx):
+        """:func:`_hull_sdf` of points ``(x, y)`` to the capsules ``idx`` (one per point)."""
+        return _sdf_at(x, y, self.sdf_at(idx))
+
+    def ray_at(self, idx: np.ndarray) -> tuple:
+        """Capsules ``idx`` and their tangents for :func:`_ray_at`."""
+        return tuple(v[idx] for v in self.hull), tuple(
+            tuple(v[idx] for v in seg) for seg in self.tangents
+        )
+
+    def pieces(self, which: tuple[int, ...] = (0, 1, 2, 3), step: float = 0.6):
+        """:func:`_hull_pieces` of all capsules, flattened: ``(x, y, item, piece)``, the
+        points ordered by capsule, then by piece in the order ``which``, then along the piece
+        (the concatenation of ``_hull_pieces(hull_i)[j] for j in which`` for every i)."""
+        c1x, c1y, r1, c2x, c2y, r2 = self.hull
+        (p1x, p1y, q1x, q1y), (p2x, p2y, q2x, q2y) = self.tangents
+
+        def seg(ax, ay, bx, by):  # origin, direction, count
+            return ax, ay, bx - ax, by - ay, np.hypot(bx - ax, by - ay) / step
+
+        def arc(cx, cy, r, a0, a1):  # centre, radius, start angle, angle swept, count
+            da = (a0 - a1) % (2 * np.pi)
+            return cx, cy, r, a0, da, r * da / step
+
+        def piece(j):
+            if j == 0:
+                return seg(p1x, p1y, q1x, q1y)
+            if j == 1:
+                a0, a1 = np.arctan2(q1y - c2y, q1x - c2x), np.arctan2(q2y - c2y, q2x - c2x)
+                return arc(c2x, c2y, r2, a0, a1)
+            if j == 2:
+                return seg(q2x, q2y, p2x, p2y)
+            a0, a1 = np.arctan2(p2y - c1y, p2x - c1x), np.arctan2(p1y - c1y, p1x - c1x)
+            return arc(c1x, c1y, r1, a0, a1)
+
+        n, nj = c1x.size, len(which)
+        cols = [piece(j) for j in which]
+        counts = np.stack([np.maximum(2, c[-1].astype(np.intp)) for c in cols], 1)  # (N, J)
+        owner, pos, _ = _ragged(counts)
+        item, col = owner // nj, owner % nj
+        t = pos * (1.0 / counts.ravel()[owner])  # np.linspace(0, 1, k, endpoint=False)
+        x = np.empty(t.size)
+        y = np.empty(t.size)
+        for kind in ("seg", "arc"):
+            js = [i for i, j in enumerate(which) if (j in (1, 3)) == (kind == "arc")]
+            if not js:
+                continue
+            m = np.isin(col, js)
+            o, tm = owner[m], t[m]
+            prm = [
+                np.stack([np.broadcast_to(cols[i][q], (n,)) for i in range(nj)], 1).ravel()[o]
+                for q in range(5)
+            ]
+            if kind == "arc":  # a0 - da * t round the centre
+                cx, cy, r, a0, da = prm
+                a = a0 - da * tm
+                x[m], y[m] = cx + r * np.cos(a), cy + r * np.sin(a)
+            else:
+                ax, ay, ex, ey, _ = prm
+                x[m], y[m] = ax + tm * ex, ay + tm * ey
+        return x, y, item, np.asarray(which)[col]
+
+
+def _longest_runs(ok: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_longest_run` of consecutive closed loops of ``counts`` points (flat ``ok``).
+
+    Returns:
+        Per loop (first, length): the run is the loop's points ``first, first + 1, ...``
+        (modulo the loop length), ``length`` of them.
+    """
+    counts = np.asarray(counts, np.intp)
+    n = counts.size
+    owner, pos, offs = _ragged(counts)
+    size = counts[owner]
+    # start each loop at its first dropped point (a loop without one stays as it is)
+    bad = np.flatnonzero(~ok)
+    lb = owner[bad]
+    first = np.ones(lb.size, bool)
+    first[1:] = lb[1:] != lb[:-1]
+    shift = np.zeros(n, np.intp)
+    shift[lb[first]] = pos[bad[first]]
+    rolled = ok[offs[owner] + (pos + shift[owner]) % size]
+    prev = np.zeros_like(rolled)
+    prev[1:] = rolled[:-1]
+    nxt = np.zeros_like(rolled)
+    nxt[:-1] = rolled[1:]
+    rs = np.flatnonzero(rolled & ((pos == 0) | ~prev))
+    re = np.flatnonzero(rolled & ((pos == size - 1) | ~nxt)) + 1
+    length = re - rs
+    lid = owner[rs]
+    order = np.lexsort((rs, -length, lid))  # per loop: the longest, the first of equals
+    lid_s = lid[order]
+    head = np.ones(lid_s.size, bool)
+    head[1:] = lid_s[1:] != lid_s[:-1]
+    best = order[head]
+    has = lid[best]
+    start = np.zeros(n, np.intp)
+    out_len = np.minimum(counts, 2)  # no point kept: the first two points
+    start[has] = (pos[rs[best]] + shift[has]) % counts[has]
+    out_len[has] = length[best]
+    return start, out_len
+
+
+def _run_index(counts: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Flat indices of the runs of :func:`_longest_runs`, loop after loop."""
+    counts = np.asarray(counts, np.intp)
+    offs = np.cumsum(counts) - counts
+    owner, pos, _ = _ragged(length)
+    return offs[owner] + (start[owner] + pos) % counts[owner]
+
+
+def _probes(anat: Anatomy, g: _Geom, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """The frame-independent part of :func:`_tissue_at` at points ``(x, y)`` (M,)."""
+    reg_p, reg_b, reg_f, _, u, w = g._tract_uw(x, y)
+    inside = reg_p | reg_b | reg_f
+    uu = np.where(inside, u, 0.0)
+    band = inside & (w >= g.interp_u(g.w_shallow, uu) - 1) & (w <= g.interp_u(g.w_deep, uu) + 1)
+    uc = np.clip(uu, 0, g.U - 1 - 1e-9)  # g.interp_u, for the profile of each point's frame
+    i0 = np.floor(uc).astype(int)
+    return {
+        "x": x,
+        "y": y,
+        "occ": _static_xy(anat, x, y),
+        "band": band,
+        "w": w,
+        "i0": i0,
+        "f": uc - i0,
+        "front": (x < _X_INC + 1.5) & (y >= 86.0) & (y <= 172.0),
+        "under": (x >= _X_INC) & (x <= 92.0) & (y >= 130.0) & (y <= 172.0),
+    }
+
+
+def _tissue_flat(
+    pr: dict[str, np.ndarray], hulls: dict[str, _Hulls], fr: np.ndarray, w_low: np.ndarray
+) -> np.ndarray:
+    """:func:`_tissue_at` at the points of :func:`_probes` ``pr`` (M,), each of its frame
+    ``fr`` (M,) of a state of T frames (``hulls``) with lower surfaces ``w_low`` (T, U).
+
+    Each term is evaluated only where it can add tissue (elsewhere it adds 0, and the
+    occupancy is never negative): the tongue in its band, the velum within 1 mm of the
+    bounding box of all velum capsules of the chunk (further points are over half the edge,
+    0.25 mm, from the velum), the face and the floor under the jaw in their regions.
+    """
+    x, y = pr["x"], pr["y"]
+    occ = pr["occ"].copy()
+    edge = 0.5
+    i = np.flatnonzero(pr["band"])
+    if i.size:
+        f, i0, fi = pr["f"][i], pr["i0"][i], fr[i]
+        low = w_low[fi, i0] * (1 - f) + w_low[fi, i0 + 1] * f
+        tract = np.clip((pr["w"][i] - low) / edge + 0.5, 0, 1)
+        occ[i] = np.maximum(occ[i], np.nan_to_num(tract))
+    v1, v2 = hulls["velum"], hulls["velum2"]
+    bx0, by0 = min(v1.box[0], v2.box[0]) - 1.0, min(v1.box[1], v2.box[1]) - 1.0
+    bx1, by1 = max(v1.box[2], v2.box[2]) + 1.0, max(v1.box[3], v2.box[3]) + 1.0
+    i = np.flatnonzero((x >= bx0) & (x <= bx1) & (y >= by0) & (y <= by1))
+    if i.size:
+        xs, ys, fs = x[i], y[i], fr[i]
+        vel = np.minimum(v1.sdf(xs, ys, fs), v2.sdf(xs, ys, fs))
+        occ[i] = np.maximum(occ[i], np.clip(0.5 - vel / edge, 0, 1))
+    i = np.flatnonzero(pr["front"])
+    if i.size:
+        xs, ys, fs = x[i], y[i], fr[i]
+        ul, ll = hulls["ul"].ray_at(fs), hulls["ll"].ray_at(fs)
+        chin = hulls["chin"].ray_at(fs)
+        xf = np.minimum.reduce(
+            [-50.0 + _ray_at(-50.0, ys, 1.0, 0.0, *h)[0] for h in (ul, ll, chin)]
+        )
+        ub = -50.0 + _ray_at(xs, -50.0, 0.0, 1.0, *ul)[1]
+        lt = -50.0 + _ray_at(xs, -50.0, 0.0, 1.0, *ll)[0]
+        ub = np.where(np.isfinite(ub), ub, np.inf)
+        chan = np.clip((ys - ub) / edge + 0.5, 0, 1) * np.clip((lt - ys) / edge + 0.5, 0, 1)
+        face = np.clip((xs - xf) / edge + 0.5, 0, 1) * (1 - chan)
+        occ[i] = np.maximum(occ[i], face)
+    i = np.flatnonzero(pr["under"])
+    if i.size:
+        xs, ys, fs = x[i], y[i], fr[i]
+        skin = -50.0 + _ray_at(xs, -50.0, 0.0, 1.0, *hulls["chin"].ray_at(fs))[1]
+        skin = np.where(np.isfinite(skin), skin, -np.inf)
+        occ[i] = np.maximum(occ[i], np.clip((skin - ys) / edge + 0.5, 0, 1))
+    return occ
+
+
+@functools.lru_cache(maxsize=32)
+def _static_contour_parts(anat: Anatomy, n: int) -> dict[str, np.ndarray]:
+    """What :func:`contours` draws the same in every frame (read-only arrays): the hard palate
+    and the pharyngeal wall in pixels, and the outlines of the epiglottis and the arytenoids
+    (reference mm) with their air probes and point counts."""
+    g = _geom(anat)
+    wall_y = np.arange(_C[1] + 2.0, g.yg - 0.5, 2.0)
+    wall = np.concatenate([g.nasophar[1:], np.stack([g.xw(wall_y), wall_y], 1)])
+    pair = zip(g.epiglottis, g.arytenoid, strict=True)
+    hulls = _Hulls(tuple(np.array([float(a), float(b)]) for a, b in pair))
+    x, y, item, _ = hulls.pieces()
+    nx, ny = _outward_at(x, y, hulls.sdf_at(item))
+    out = {
+        "hard_palate": _to_pixels(anat, g.palate[1:].copy(), n),
+        "pharyngeal_wall": _to_pixels(anat, wall, n),
+        "x": x,
+        "y": y,
+        "counts": np.bincount(item, minlength=2),
+    }
+    out.update({"probe_" + k: v for k, v in _probes(anat, g, x + nx, y + ny).items()})
+    for a in out.values():
+        a.setflags(write=False)
+    return out
+
+
+def _pixels_xy(anat: Anatomy, x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+    """:func:`_to_pixels` of the points ``(x, y)``: (M, 2)."""
+    pix = FOV_MM / n
+    px = (100.0 + anat.shift_x + anat.scale * (x - 100.0)) / pix - 0.5
+    py = (100.0 + anat.shift_y + anat.scale * (y - 100.0)) / pix - 0.5
+    return np.stack([px, py], 1)
+
+
+def _offsets(counts: np.ndarray) -> list[int]:
+    return np.concatenate([[0], np.cumsum(counts)]).tolist()
+
+
+def _contours_chunk(anat: Anatomy, p: np.ndarray, n: int) -> list[dict[str, np.ndarray]]:
+    """:func:`contours` of the frames ``p`` (T, P) (see :func:`contours_batch`)."""
+    g = _geom(anat)
+    nt = p.shape[0]
+    st = g.state(p)
+    hulls = {k: _Hulls(tuple(np.broadcast_to(v, (nt,)) for v in h)) for k, h in st.items()}
+    frames = np.arange(nt)
+
+    # tongue: gridline crossings where the tongue is the lower boundary, then the tip
+    w_t, w_f = g.lower(st)
+    sel = np.isfinite(w_t) & (w_t <= w_f) & (w_t <= g.w_lar)
+    wt = np.where(sel, w_t, 0.0)
+    tip = hulls["tip"].hull
+    tx, ty, tr = tip[3][:, None], tip[4][:, None], tip[5][:, None]
+    tip_x, tip_y = tx + tr * _TIP_COS, ty + tr * _TIP_SIN
+    rows = np.repeat(frames, _TIP_COS.size)
+    keep = hulls["floor"].sdf(tip_x.ravel(), tip_y.ravel(), rows).reshape(tip_x.shape) > 0.3
+    keep &= tip_x <= tx + 0.1
+    mask = np.concatenate([sel, keep], 1)
+    tongue = _pixels_xy(
+        anat,
+        np.concatenate([g.ax + g.dx * wt, tip_x], 1)[mask],
+        np.concatenate([g.ay + g.dy * wt, tip_y], 1)[mask],
+        n,
+    )
+    t_off = _offsets(mask.sum(1))
+
+    # lips and chin (loop 3 t + j of frame t), then the epiglottis and the arytenoids (loop
+    # 3 T + 2 t + j, the same outline every frame): the runs of the outlines that face air
+    stat = _static_contour_parts(anat, n)
+    lips = _Hulls(
+        tuple(np.stack([st[k][i] for k in ("ul", "ll", "chin")], 1).ravel() for i in range(6))
+    )
+    x, y, item, _ = lips.pieces()
+    nx, ny = _outward_at(x, y, lips.sdf_at(item))
+    counts = np.concatenate([np.bincount(item, minlength=3 * nt), np.tile(stat["counts"], nt)])
+    probes = _probes(anat, g, x + nx, y + ny)
+    probes = {k: np.concatenate([v, np.tile(stat["probe_" + k], nt)]) for k, v in probes.items()}
+    fr = np.concatenate([item // 3, np.repeat(frames, stat["x"].size)])
+    w_low = np.minimum(np.minimum(w_t, w_f), 1e4)
+    air = _tissue_flat(probes, hulls, fr, w_low) < 0.5
+    idx = _run_index(counts, *(runs := _longest_runs(air, counts)))
+    parts = _pixels_xy(
+        anat,
+        np.concatenate([x, np.tile(stat["x"], nt)])[idx],
+        np.concatenate([y, np.tile(stat["y"], nt)])[idx],
+        n,
+    )
+    p_off = _offsets(runs[1])
+
+    # velum: the outline of its two capsules outside the static tissue it hangs from
+    v1, v2 = hulls["velum"], hulls["velum2"]
+    x1, y1, i1, k1 = v1.pieces((0, 2, 3))  # a_plus, a_minus, a_cap1
+    x2, y2, i2, k2 = v2.pieces((0, 1, 2))  # b_plus, b_cap2, b_minus
+    other = np.concatenate([v2.sdf(x1, y1, i1), v1.sdf(x2, y2, i2)])
+    keep = other > 0.05
+    slot = np.array([0, -1, 4, 5, 1, 2, 3, -1])  # place in the loop of (capsule, piece)
+    key = np.concatenate([i1 * 6 + slot[k1], i2 * 6 + slot[k2 + 4]])[keep]
+    order = np.argsort(key, kind="stable")
+    vx = np.concatenate([x1, x2])[keep][order]
+    vy = np.concatenate([y1, y2])[keep][order]
+    other = other[keep][order]
+    second = np.concatenate([np.zeros(x1.size, bool), np.ones(x2.size, bool)])[keep][order]
+    vf = key[order] // 6
+    # signed distances to both capsules: to the other one known, to its own one computed
+    s1, s2 = other.copy(), other.copy()
+    a, b = np.flatnonzero(~second), np.flatnonzero(second)
+    s1[a] = v1.sdf(vx[a], vy[a], vf[a])
+    s2[b] = v2.sdf(vx[b], vy[b], vf[b])
+    first = np.flatnonzero(s1 < s2)
+    rest = np.flatnonzero(~(s1 < s2))
+    nx, ny = np.empty(vx.size), np.empty(vx.size)
+    nx[first], ny[first] = _outward_at(vx[first], vy[first], v1.sdf_at(vf[first]))
+    nx[rest], ny[rest] = _outward_at(vx[rest], vy[rest], v2.sdf_at(vf[rest]))
+    ok = _static_xy(anat, vx + nx, vy + ny) < 0.5
+    v_counts = np.bincount(vf, minlength=nt)
+    idx = _run_index(v_counts, *(runs := _longest_runs(ok, v_counts)))
+    velum = _pixels_xy(anat, vx[idx], vy[idx], n)
+    v_off = _offsets(runs[1])
+
+    palate, wall = stat["hard_palate"], stat["pharyngeal_wall"]
+    out = []
+    for t in range(nt):
+        j, k = 3 * t, 3 * nt + 2 * t
+        out.append(
+            {
+                "epiglottis": parts[p_off[k] : p_off[k + 1]],
+                "tongue": tongue[t_off[t] : t_off[t + 1]],
+                "lower_lip": parts[p_off[j + 1] : p_off[j + 2]],
+                "chin": parts[p_off[j + 2] : p_off[j + 3]],
+                "arytenoid": parts[p_off[k + 1] : p_off[k + 2]],
+                "pharyngeal_wall": wall.copy(),
+                "hard_palate": palate.copy(),
+                "velum": velum[v_off[t] : v_off[t + 1]],
+                "upper_lip": parts[p_off[j] : p_off[j + 1]],
+            }
+        )
+    return out
+
+
+def contours_batch(anat: Anatomy, params: np.ndarray, n: int = 84) -> list[dict[str, np.ndarray]]:
+    """:func:`contours` of many frames at once: the same values, much faster per frame.
+
+    Args:
+        anat: the subject's anatomy.
+        params: (T, P) articulatory parameters.
+        n: grid size the coordinates refer to (200 mm field of view).
+
+    Returns:
+        T dicts, entry t equal to ``contours(anat, params[t], n)`` (same names, point order,
+        point counts and values). Arrays of one call may be views of shared buffers (never
+        overlapping).
+
+    Raises:
+        ShapeError: params is not (T, P) or has non-finite values.
+        InputError: n out of range.
+    """
+    p = np.asarray(params, dtype=np.float64)
+    if p.ndim != 2:
+        raise ShapeError(f"contours_batch takes the parameters of T frames (T, P), got {p.shape}")
+    p, _ = _check_params(p)
+    n = _check_n(n)
+    out: list[dict[str, np.ndarray]] = []
+    for s in range(0, p.shape[0], _BATCH):
+        out.extend(_contours_chunk(anat, p[s : s + _BATCH], n))
+    return out
