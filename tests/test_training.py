@@ -259,3 +259,16 @@ def test_audio_beats_the_no_audio_ablation_when_audio_is_informative(tmp_path):
     np.testing.assert_allclose(
         (10 * torch.log10(1 / mse)).mean().item(), audio.best_val_psnr, rtol=1e-4
     )
+
+
+def test_arm_lr_moves_only_the_arm_logits_faster(tmp_path):
+    data = random_frames(24, seed=3)
+    logits = {}
+    for name, arm_lr in (("same", None), ("fast", 0.05)):
+        result = train(
+            small_config(arm_lr=arm_lr, epochs=2), data, None, out_path=tmp_path / f"{name}.pt"
+        )
+        logits[name] = result.model.arm_logits.detach().abs().max().item()
+    assert logits["fast"] > 10 * logits["same"]
+    with pytest.raises(InputError, match="arm_lr"):
+        small_config(arm_lr=0.0)

@@ -26,6 +26,9 @@ def train(
     epochs: int = typer.Option(20, "--epochs"),
     batch_size: int = typer.Option(8, "--batch-size"),
     lr: float = typer.Option(1e-4, "--lr"),
+    arm_lr: float = typer.Option(
+        None, "--arm-lr", help="Learning rate of the 13 arm logits (default: --lr, as the paper)."
+    ),
     weight_decay: float = typer.Option(1e-5, "--weight-decay"),
     val_every: int = typer.Option(
         5, "--val-every", help="Validate every N epochs (and after the last)."
@@ -52,6 +55,7 @@ def train(
                 epochs=epochs,
                 batch_size=batch_size,
                 lr=lr,
+                arm_lr=arm_lr,
                 weight_decay=weight_decay,
                 val_every=val_every,
                 budget_k=budget,
@@ -93,7 +97,9 @@ def train(
     rows = [
         [
             r.get("epoch"),
-            f"{r.get('train_loss', float('nan')):.5f}",
+            f"{r.get('loss', float('nan')):.5f}",
+            f"{r.get('mse', float('nan')):.5f}",
+            f"{sum(r.get('p', [])):.2f}",
             f"{r.get('val_psnr', float('nan')):.2f}" if r.get("val_psnr") is not None else "-",
             f"{r.get('seconds', float('nan')):.1f}",
         ]
@@ -102,7 +108,7 @@ def train(
     out.print(
         table(
             f"sirem train -> {result.checkpoint} ({result.n_train} train / {result.n_val} val frames)",
-            ["epoch", "train loss", "val PSNR dB", "s"],
+            ["epoch", "train loss", "train MSE", "sum p", "val PSNR dB", "s"],
             rows,
         )
     )

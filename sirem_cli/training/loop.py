@@ -41,6 +41,9 @@ from sirem_cli.training.losses import FFT_NORMS, LossWeights, psnr, sirem_loss
 #: latest validation PSNR in dB or None before the first validation.
 ProgressFn = Callable[[int, int, int, float, float | None], None]
 
+#: Name of the arm-logit parameter of SiremNet (its own optimizer group, see ``arm_lr``).
+ARM_PARAM = "arm_logits"
+
 _MODEL_FIELDS = (
     "image_size",
     "n_arms",
@@ -70,6 +73,9 @@ class TrainConfig:
         no_audio: "w/o audio" ablation (embeddings replaced by zeros).
         encoder: name of the audio encoder of the cached embeddings.
         lr: AdamW learning rate.
+        arm_lr: learning rate of the arm logits (None: ``lr``, as in the paper). The paper's
+            training takes ~10^5 steps; on small corpora a larger value lets the arm profile
+            reach the budget within the run.
         weight_decay: AdamW weight decay.
         batch_size: frames per step (per process under DDP).
         epochs: epochs; the cosine schedule spans all of them.
@@ -96,6 +102,7 @@ class TrainConfig:
     no_audio: bool = False
     encoder: str = "hubert"
     lr: float = 1e-4
+    arm_lr: float | None = None
     weight_decay: float = 1e-5
     batch_size: int = 8
     epochs: int = 20
@@ -116,6 +123,8 @@ class TrainConfig:
         object.__setattr__(self, "decoder_hidden", tuple(int(v) for v in self.decoder_hidden))
         if self.epochs < 1 or self.batch_size < 1 or self.val_every < 1 or self.val_batch_size < 1:
             raise InputError("epochs, batch_size, val_every and val_batch_size must be >= 1")
+        if self.arm_lr is not None and self.arm_lr <= 0:
+            raise InputError("arm_lr must be > 0")
         if self.lr <= 0 or self.weight_decay < 0:
             raise InputError("lr must be > 0 and weight_decay >= 0")
         if self.fft_norm not in FFT_NORMS:
@@ -563,8 +572,15 @@ def _train(
     if train_data.eba is not None:
         model.set_static_eba(train_data.mean_eba())
     model.to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    arm_params = [
+        p for name, p in model.named_parameters() if name == ARM_PARAM and p.requires_grad
+    ]
+    other = [p for name, p in model.named_parameters() if name != ARM_PARAM and p.requires_grad]
+    trainable = [*other, *arm_params]
+    groups = [{"params": other}]
+    if arm_params:  # the 13 arm logits may learn faster than the decoder (--arm-lr)
+        groups.append({"params": arm_params, "lr": config.arm_lr or config.lr})
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     config_json = config.to_json()
     records: list[dict[str, Any]] = []
