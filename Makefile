@@ -29,7 +29,10 @@ test: setup
 demo: setup
 	SIREM=$(BIN)/sirem bash examples/demo.sh $(DEMO_DIR)
 
+# BART 0.8 (Debian package) is the reference the baselines are timed against.
 bench: setup
+	command -v bart >/dev/null || (apt-get update -qq && apt-get install -y -qq bart) || \
+	  echo "bart could not be installed: the baseline benchmark runs sirem alone"
 	$(BIN)/python bench/run_all.py --out $(BENCH_DIR)
 
 lint: setup

@@ -377,16 +377,11 @@ def _grid_samples(kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: i
     return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=1))
 
 
-def estimate_coil_maps(
-    kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int
-) -> np.ndarray:
+def estimate_coil_maps(kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int) -> np.ndarray:
     """Step 5: Walsh maps from k-space averaged over all full rotations."""
-    from sirem_cli.mri.coils import walsh_maps
-    from sirem_cli.nufft import make_nufft
+    from sirem_cli.mri.coils import coil_images_from_rotation_average, walsh_maps
 
-    mean = kspace.mean(axis=0)  # (C, A, S)
-    op = make_nufft(traj.reshape(-1, 2).astype(np.float32), (size, size))
-    coil_images = np.asarray(op.adjoint((mean * dcf[None]).reshape(mean.shape[0], -1)))
+    coil_images = coil_images_from_rotation_average(kspace, traj.astype(np.float32), dcf, (size, size))
     return np.asarray(walsh_maps(coil_images), dtype=np.complex64)
 
 
