@@ -580,7 +580,11 @@ def _train(
     groups = [{"params": other}]
     if arm_params:  # the 13 arm logits may learn faster than the decoder (--arm-lr)
         groups.append({"params": arm_params, "lr": config.arm_lr or config.lr})
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    # The fused kernel updates all 17 M parameters in one pass (the decoder's last layer alone
+    # has 14.5 M); the default per-tensor loop was a large share of each CPU step.
+    optimizer = torch.optim.AdamW(
+        groups, lr=config.lr, weight_decay=config.weight_decay, fused=device.type in ("cpu", "cuda")
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     config_json = config.to_json()
     records: list[dict[str, Any]] = []
