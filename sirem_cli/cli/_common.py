@@ -31,7 +31,7 @@ from rich.text import Text
 from sirem_cli.errors import SiremError
 
 #: Results (tables) go to stdout so they can be piped; progress, notices and errors to stderr.
-out = Console(highlight=False)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
 
 EXIT_ERROR = 2
