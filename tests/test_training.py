@@ -272,3 +272,17 @@ def test_arm_lr_moves_only_the_arm_logits_faster(tmp_path):
     assert logits["fast"] > 10 * logits["same"]
     with pytest.raises(InputError, match="arm_lr"):
         small_config(arm_lr=0.0)
+
+
+def test_embeddings_are_standardized_with_training_statistics(tmp_path):
+    """Shifting and scaling every embedding dimension leaves training unchanged."""
+    data = random_frames(24, seed=4)
+    moved = dataclasses.replace(data, embeddings=data.embeddings * 50.0 + 100.0)
+    a = train(small_config(epochs=2), data, None, out_path=tmp_path / "a.pt").model
+    b = train(small_config(epochs=2), moved, None, out_path=tmp_path / "b.pt").model
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        if name.startswith("embedding_"):
+            continue
+        torch.testing.assert_close(pa, pb, rtol=1e-3, atol=1e-4, msg=name)
+    stored = read_checkpoint(tmp_path / "b.pt").state_dict
+    assert torch.allclose(stored["embedding_mean"], data.embeddings.mean(0) * 50 + 100, rtol=1e-4)

@@ -372,6 +372,11 @@ class SiremNet(nn.Module):
         )
         self.arm_logits = nn.Parameter(torch.zeros(config.n_arms))
         self.register_buffer("static_eba", torch.full((height, width), 0.5))
+        # Per-dimension standardization of the frozen embeddings (training-set statistics,
+        # saved with the weights): encoders such as log-mel statistics are far from zero mean
+        # and unit scale, which the decoder's first layer otherwise has to learn slowly.
+        self.register_buffer("embedding_mean", torch.zeros(config.embedding_dim))
+        self.register_buffer("embedding_std", torch.ones(config.embedding_dim))
         self.fusion_head: FusionHead | None = None
         if config.eba_mode == "learned":
             self.fusion_head = FusionHead(
@@ -398,10 +403,16 @@ class SiremNet(nn.Module):
             return p, topk_straight_through(p, self.config.arm_topk)
         return p, p
 
+    def set_embedding_norm(self, mean: Tensor, std: Tensor) -> None:
+        """Set the embedding standardization (E,) mean and std (std floored at 1e-6)."""
+        with torch.no_grad():
+            self.embedding_mean.copy_(mean.to(self.embedding_mean))
+            self.embedding_std.copy_(std.to(self.embedding_std).clamp_min(1e-6))
+
     def _audio_input(self, embeddings: Tensor) -> Tensor:
         if self.config.no_audio:
             return torch.zeros_like(embeddings)
-        return embeddings
+        return (embeddings - self.embedding_mean) / self.embedding_std
 
     def fuse_branches(
         self, embeddings: Tensor, x_mri: Tensor, eba: Tensor | None, p: Tensor, p_used: Tensor

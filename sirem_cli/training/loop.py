@@ -264,6 +264,19 @@ class FrameData:
             eba = _take(self.eba, index).to(device=device, dtype=torch.float32)
         return embeddings, arm_images, target, eba
 
+    def embedding_stats(self, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+        """(E,) mean and standard deviation of the embeddings over all frames."""
+        total = torch.zeros(self.embedding_dim, dtype=torch.float64)
+        square = torch.zeros(self.embedding_dim, dtype=torch.float64)
+        for start in range(0, len(self), chunk):
+            rows = _take(self.embeddings, np.arange(start, min(len(self), start + chunk)))
+            rows = rows.to(torch.float64)
+            total += rows.sum(dim=0)
+            square += (rows**2).sum(dim=0)
+        mean = total / len(self)
+        var = (square / len(self) - mean**2).clamp_min(0.0)
+        return mean.to(torch.float32), var.sqrt().to(torch.float32)
+
     def mean_eba(self, chunk: int = 256) -> Tensor:
         """(H, W) float32 mean explained-by-audio map over all frames (the static map)."""
         if self.eba is None:
@@ -571,6 +584,7 @@ def _train(
     model = SiremNet(config.model_config(train_data.embedding_dim))
     if train_data.eba is not None:
         model.set_static_eba(train_data.mean_eba())
+    model.set_embedding_norm(*train_data.embedding_stats())
     model.to(device)
     arm_params = [
         p for name, p in model.named_parameters() if name == ARM_PARAM and p.requires_grad
