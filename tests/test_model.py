@@ -258,3 +258,13 @@ def test_config_rejects_bad_values():
         ModelConfig(embedding_dim=4, arm_select="best")
     config = ModelConfig(embedding_dim=4, image_size=(6, 5), decoder_hidden=(8, 9))
     assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_decoder_prior_makes_the_untrained_output_the_prior_image():
+    torch.manual_seed(0)
+    decoder = AudioDecoder(8, (6, 5), hidden=(16, 32), dropout=0.0).eval()
+    prior = torch.rand(6, 5) * 0.9 + 0.05
+    decoder.set_output_prior(prior)
+    out = decoder(torch.randn(4, 8))
+    assert torch.allclose(out, prior.expand(4, 6, 5), atol=0.05)
+    assert torch.all(out > 0) and torch.all(out < 1)
