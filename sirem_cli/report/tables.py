@@ -41,11 +41,23 @@ METHOD_LABELS: dict[str, str] = {
     "tv": "TV",
     "sirem-no-audio": "SIREM (w/o audio)",
     "sirem": "SIREM",
+    "ttv": "Temporal TV",
+    "sirem-mri": "SIREM MRI branch",
+    "sirem-audio": "SIREM audio branch",
+    "sirem-no-audio-mri": "SIREM (w/o audio) MRI branch",
     "reference": "Reference (USC)",
     "truth": "Ground truth",
 }
 #: Row order of known methods; others follow in order of appearance.
-METHOD_ORDER: tuple[str, ...] = ("gridding", "wavelet", "tv", "sirem-no-audio", "sirem")
+METHOD_ORDER: tuple[str, ...] = (
+    "gridding",
+    "wavelet",
+    "tv",
+    "ttv",
+    "sirem-mri",
+    "sirem-no-audio",
+    "sirem",
+)
 #: Column order: the paper's metrics, then the others.
 TABLE_METRIC_ORDER: tuple[str, ...] = (*PAPER_METRICS, "mse", "nmse")
 
