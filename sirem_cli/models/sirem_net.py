@@ -25,13 +25,13 @@ H x W image, E embedding size.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from sirem_cli.config import JsonConfig
 from sirem_cli.errors import InputError, ShapeError
 from sirem_cli.models.decoder import DEFAULT_DROPOUT, DEFAULT_HIDDEN, AudioDecoder
 
@@ -47,7 +47,7 @@ ArmAdjointFn = Callable[[int, Tensor], Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(JsonConfig):
     """Everything needed to rebuild a :class:`SiremNet`; stored as JSON in checkpoints.
 
     Attributes:
@@ -65,6 +65,8 @@ class ModelConfig:
         head_channels: width of the learned fusion head's convolutions.
         head_audio_channels: audio-embedding channels broadcast into the learned head.
     """
+
+    _unknown_what = "model config keys"
 
     embedding_dim: int
     image_size: tuple[int, int] = (84, 84)
@@ -97,25 +99,6 @@ class ModelConfig:
             raise InputError(f"image_size must be (H, W) with H, W >= 1, got {self.image_size}")
         if self.embedding_dim < 1 or self.n_arms < 1:
             raise InputError("embedding_dim and n_arms must be >= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (tuples become lists)."""
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-        }
-
-    def to_json(self) -> str:
-        """Return the config as a JSON string."""
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        """Build from :meth:`to_dict` output; unknown keys raise :class:`InputError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise InputError(f"unknown model config keys: {', '.join(unknown)}")
-        return cls(**values)
 
 
 class SiremOutput(NamedTuple):

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sirem_cli.config import JsonConfig
 from sirem_cli.errors import FormatError, InputError, ShapeError, SiremError
 from sirem_cli.io.atomic import atomic_path
 from sirem_cli.models.decoder import DEFAULT_DROPOUT, DEFAULT_HIDDEN
@@ -59,7 +60,7 @@ _RESUME_IGNORED = ("device",)
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Every training hyperparameter (defaults: the paper / ``method.md``).
 
     Attributes:
@@ -93,6 +94,8 @@ class TrainConfig:
         device: "auto", "cpu", "cuda" or "cuda:N".
         val_batch_size: frames per validation batch.
     """
+
+    _unknown_what = "training option(s)"
 
     image_size: tuple[int, int] = (84, 84)
     n_arms: int = 13
@@ -138,25 +141,6 @@ class TrainConfig:
         return ModelConfig(
             embedding_dim=embedding_dim, **{k: getattr(self, k) for k in _MODEL_FIELDS}
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (tuples become lists)."""
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-        }
-
-    def to_json(self) -> str:
-        """Return the config as a JSON string."""
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a dict; unknown keys raise :class:`InputError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise InputError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**values)
 
 
 def _shape(array: Any) -> tuple[int, ...]:
