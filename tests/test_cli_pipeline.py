@@ -227,3 +227,19 @@ def test_train_under_torchrun_with_two_cpu_processes(work):
     ckpt = read_checkpoint(out)
     assert ckpt.encoder == "mel"
     assert len(__import__("json").loads(out.with_suffix(".log.json").read_text())["records"]) == 1
+
+
+def test_baseline_refuses_nan_kspace_and_other_formats(work, tmp_path):
+    import shutil
+
+    bad = tmp_path / "nan.h5"
+    shutil.copy(work["prepared"], bad)
+    with h5py.File(bad, "r+") as f:
+        group = next(iter(f["utterances"].values()))
+        k = group["kspace"]
+        k[0, 0, 0, 0] = np.nan
+    out = tmp_path / "x.h5"
+    for source, needle in ((bad, "NaN"), (work["gridding"], "not a sirem-prepared file")):
+        result = runner.invoke(app, ["baseline", str(source), str(out), "--split", "all"])
+        assert result.exit_code == 2 and needle in result.output, result.output
+        assert not out.exists()

@@ -287,3 +287,16 @@ def test_per_subject_runs_agree_with_one_run_and_read_as_one_dataset(
     assert {(u.prefix, u.split) for u in joined.utterances} == {
         (u.prefix, u.split) for u in full.utterances
     }
+
+
+def test_utterance_without_annotations_is_prepared_without_eba(synth_corpus, tmp_path):
+    files = _copy_one(synth_corpus, tmp_path / "c")
+    files["track.mat"].unlink()
+    out = tmp_path / "p.h5"
+    result = _prepare(tmp_path / "c", out)
+    assert result.exit_code == 0, result.output
+    assert "without annotations" in result.output
+    ds = PreparedSet([out])
+    data = ds.read(ds.utterances[0])
+    assert "eba" not in data and "labels" not in data
+    assert not data["attrs"]["has_annotations"]
