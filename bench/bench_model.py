@@ -95,17 +95,23 @@ def main() -> None:
         for encoder in ("mel", "hubert"):
             results[encoder] = run_isolated(RECON.format(tmp=tmp, encoder=encoder))
         results["train"] = run_isolated(TRAIN.format(tmp=tmp, frames=args.train_frames))
-    table = Table(title=f"sirem reconstruct / train (acquisition: {ACQ_MS:.1f} ms per 13-arm frame)")
+    table = Table(
+        title=f"sirem reconstruct / train (acquisition: {ACQ_MS:.1f} ms per 13-arm frame)"
+    )
     for col in ("case", "ms/frame", "frames/s", "vs acquisition"):
         table.add_column(col)
     for encoder in ("mel", "hubert"):
         for key, label in (("end_to_end_ms", "end to end"), ("cached_ms", "cached embeddings")):
             ms = results[encoder][key]
-            table.add_row(f"{encoder}: {label}", f"{ms:.2f}", f"{1000 / ms:.0f}", f"{ACQ_MS / ms:.1f}x faster")
+            table.add_row(
+                f"{encoder}: {label}", f"{ms:.2f}", f"{1000 / ms:.0f}", f"{ACQ_MS / ms:.1f}x faster"
+            )
     console = Console()
     console.print(table)
-    console.print(f"training: {results['train']['s_per_epoch_per_1000']:.1f} s per epoch per 1000 frames "
-                  f"(batch 8, E = 768, 84 x 84)")
+    console.print(
+        f"training: {results['train']['s_per_epoch_per_1000']:.1f} s per epoch per 1000 frames "
+        f"(batch 8, E = 768, 84 x 84)"
+    )
     write_json(args.out / "bench_model.json", results)
 
 

@@ -377,11 +377,15 @@ def _grid_samples(kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: i
     return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=1))
 
 
-def estimate_coil_maps(kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int) -> np.ndarray:
+def estimate_coil_maps(
+    kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int
+) -> np.ndarray:
     """Step 5: Walsh maps from k-space averaged over all full rotations."""
     from sirem_cli.mri.coils import coil_images_from_rotation_average, walsh_maps
 
-    coil_images = coil_images_from_rotation_average(kspace, traj.astype(np.float32), dcf, (size, size))
+    coil_images = coil_images_from_rotation_average(
+        kspace, traj.astype(np.float32), dcf, (size, size)
+    )
     return np.asarray(walsh_maps(coil_images), dtype=np.complex64)
 
 
