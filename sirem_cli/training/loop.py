@@ -440,6 +440,20 @@ def _check_resume_config(config: TrainConfig, stored: dict[str, Any], path: Path
         )
 
 
+def _loss(out: Any, target: Tensor, config: TrainConfig, weights: Any) -> Any:
+    """The training objective of one batch with the configured terms."""
+    return sirem_loss(
+        out.recon,
+        target,
+        out.p,
+        out.w,
+        budget_k=config.budget_k,
+        weights=weights,
+        psf_exclude_dc=config.psf_exclude_dc,
+        fft_norm=config.fft_norm,
+    )
+
+
 def _split_batches(index: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [index[i : i + batch_size] for i in range(0, len(index), batch_size)]
 
@@ -478,16 +492,7 @@ def evaluate_frames(
                     batch_index, device, with_eba=with_eba
                 )
                 out = model(embeddings, arm_images, eba)
-                terms = sirem_loss(
-                    out.recon,
-                    target,
-                    out.p,
-                    out.w,
-                    budget_k=config.budget_k,
-                    weights=weights,
-                    psf_exclude_dc=config.psf_exclude_dc,
-                    fft_norm=config.fft_norm,
-                )
+                terms = _loss(out, target, config, weights)
                 count = len(batch_index)
                 sums[0] += terms.total.double() * count
                 sums[1] += psnr(out.recon, target).double().sum()
@@ -638,16 +643,7 @@ def _train(
                 batch_index, device, with_eba=with_eba
             )
             out = wrapped(embeddings, arm_images, eba)
-            terms = sirem_loss(
-                out.recon,
-                target,
-                out.p,
-                out.w,
-                budget_k=config.budget_k,
-                weights=weights,
-                psf_exclude_dc=config.psf_exclude_dc,
-                fft_norm=config.fft_norm,
-            )
+            terms = _loss(out, target, config, weights)
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             if config.grad_clip > 0:
