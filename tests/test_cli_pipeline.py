@@ -166,6 +166,10 @@ def test_evaluate_report_and_export(work):
         (["baseline", "{prepared}", "{tmp}/x.h5", "--method", "wavelet", "--lam", "-1"], "--lam"),
         (["baseline", "{prepared}", "{tmp}/x.h5", "--method", "tv", "--iters", "0"], "--iters"),
         (["baseline", "{tmp}/missing.h5", "{tmp}/x.h5"], "no such file"),
+        (
+            ["baseline", "{prepared}", "{tmp}/x.h5", "--method", "wavelet", "--lam-spatial", "0.1"],
+            "--lam-spatial",
+        ),
         (["evaluate", "{gridding}", "--metrics", "sharpness"], "sharpness"),
         (["evaluate", "{prepared}"], "not a sirem-recon file"),
         (["reconstruct", "--ckpt", "{prepared}", "{prepared}", "{tmp}/x.h5"], "prepared.h5"),
@@ -243,3 +247,22 @@ def test_baseline_refuses_nan_kspace_and_other_formats(work, tmp_path):
         result = runner.invoke(app, ["baseline", str(source), str(out), "--split", "all"])
         assert result.exit_code == 2 and needle in result.output, result.output
         assert not out.exists()
+
+
+def test_temporal_tv_with_spatial_tv(work, tmp_path):
+    out = tmp_path / "ttv.h5"
+    invoke(
+        "baseline",
+        work["prepared"],
+        out,
+        "--method",
+        "ttv",
+        "--iters",
+        "5",
+        "--lam-spatial",
+        "0.01",
+    )
+    rs = ReconSet(out)
+    assert rs.method == "ttv"
+    with h5py.File(out, "r") as f:
+        assert json.loads(f.attrs["config"])["lam_spatial"] == 0.01

@@ -31,6 +31,7 @@ class BaselineConfig:
     auto_split: str = "val"
     auto_target: str = "reference"
     auto_frames: int = 24
+    lam_spatial: float = 0.0  # ttv only: relative weight of spatial TV added per frame
 
     def validate(self) -> None:
         """Raise InputError naming the first bad option."""
@@ -42,6 +43,10 @@ class BaselineConfig:
             )
         if self.lam is not None:
             check_positive("--lam", self.lam)
+        if not np.isfinite(self.lam_spatial) or self.lam_spatial < 0:
+            raise InputError(f"--lam-spatial must be >= 0, got {self.lam_spatial:g}")
+        if self.lam_spatial > 0 and self.method != "ttv":
+            raise InputError("--lam-spatial applies to --method ttv only")
         if self.iters <= 0:
             raise InputError(f"--iters must be positive, got {self.iters}")
         if self.auto_target not in ("reference", "truth"):
@@ -106,6 +111,7 @@ def choose_lambda(
                 data["dcf"],
                 data["smaps"],
                 lam=lam,
+                lam_spatial=config.lam_spatial,
                 iters=config.iters,
                 device=device,
             )
@@ -173,6 +179,7 @@ def run_baseline(
                 data["dcf"],
                 data["smaps"],
                 lam=lam if lam is not None else 1.0,
+                lam_spatial=config.lam_spatial,
                 iters=config.iters,
                 device=info["device"],
             )

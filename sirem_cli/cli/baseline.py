@@ -20,6 +20,9 @@ def baseline(
         None, "--lam", help="Regularization weight, or 'auto' (chosen on --lam-split)."
     ),
     iters: int = typer.Option(100, "--iters", help="Iterations of the iterative methods."),
+    lam_spatial: float = typer.Option(
+        0.0, "--lam-spatial", help="ttv only: spatial TV weight added per frame (relative)."
+    ),
     split: str = typer.Option("test", "--split", help="test | val | train | all."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     lam_split: str = typer.Option("val", "--lam-split", help="Split used by --lam auto."),
@@ -54,6 +57,7 @@ def baseline(
             device=device,
             auto_split=lam_split,
             auto_target=lam_target,
+            lam_spatial=lam_spatial,
         )
         config.validate()
         with progress() as bar:
