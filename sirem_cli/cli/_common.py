@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,18 @@ def progress() -> Progress:
         transient=False,
         disable=not sys.stderr.isatty(),
     )
+
+
+@contextlib.contextmanager
+def stage_progress(description: str) -> Iterator[Callable[[str, int, int], None]]:
+    """One progress bar driven by a library callback ``report(info, done, total)``."""
+    with progress() as bar:
+        task = bar.add_task(description, total=None, info="")
+
+        def report(info: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, info=info)
+
+        yield report
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:

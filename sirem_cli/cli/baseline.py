@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, fail, notice, out, progress, table
+from sirem_cli.cli._common import cli_errors, fail, notice, out, stage_progress, table
 
 
 def baseline(
@@ -60,12 +60,7 @@ def baseline(
             lam_spatial=lam_spatial,
         )
         config.validate()
-        with progress() as bar:
-            task = bar.add_task(method, total=None, info="")
-
-            def report(prefix: str, index: int, total: int) -> None:
-                bar.update(task, completed=index, total=total, info=prefix)
-
+        with stage_progress(method) as report:
             result = run_baseline(inputs, out_file, config, overwrite=overwrite, progress=report)
     if result.notice:
         notice(result.notice)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, err, out, progress
+from sirem_cli.cli._common import cli_errors, err, out, stage_progress
 
 
 def evaluate(
@@ -41,12 +41,7 @@ def evaluate(
         from sirem_cli.api.evaluate import run_evaluate
         from sirem_cli.report.tables import table1, table2
 
-        with progress() as bar:
-            task = bar.add_task("evaluate", total=None, info="")
-
-            def report_fn(stage: str, done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total, info=stage)
-
+        with stage_progress("evaluate") as report_fn:
             result = run_evaluate(
                 recons,
                 target,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, err, out, progress, table, warn
+from sirem_cli.cli._common import cli_errors, err, out, stage_progress, table, warn
 
 
 def prepare(
@@ -56,12 +56,7 @@ def prepare(
             strict=strict,
         )
         config.validate()
-        with progress() as bar:
-            task = bar.add_task("prepare", total=None, info="")
-
-            def report(prefix: str, index: int, total: int) -> None:
-                bar.update(task, completed=index, total=total, info=prefix)
-
+        with stage_progress("prepare") as report:
             result = run_prepare(
                 root, out_file, config, annot=annot, overwrite=overwrite, progress=report
             )

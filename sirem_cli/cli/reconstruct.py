@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, fail, notice, out, progress, table
+from sirem_cli.cli._common import cli_errors, fail, notice, out, stage_progress, table
 
 
 def reconstruct(
@@ -34,12 +34,7 @@ def reconstruct(
         from sirem_cli.api.model import ModelRunConfig, run_reconstruct
 
         run = ModelRunConfig(hubert=hubert, bf16=bf16, device=device)
-        with progress() as bar:
-            task = bar.add_task("reconstruct", total=None, info="")
-
-            def report(prefix: str, index: int, total: int) -> None:
-                bar.update(task, completed=index, total=total, info=prefix)
-
+        with stage_progress("reconstruct") as report:
             result = run_reconstruct(
                 ckpt,
                 inputs,
