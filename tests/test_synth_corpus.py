@@ -200,6 +200,8 @@ def test_synth_is_deterministic(tmp_path):
         (["--seconds", "0"], "--seconds"),
         (["--subject", "sub999"], "unknown subject"),
         (["--subjects", "40"], "--subjects"),
+        (["--anatomy-spread", "1.5"], "--anatomy-spread"),
+        (["--anatomy-spread", "nan"], "--anatomy-spread"),
     ],
 )
 def test_bad_arguments_one_line(tmp_path, args, message):

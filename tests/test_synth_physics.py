@@ -22,6 +22,7 @@ from sirem_cli.synth.vocaltract import (
     ARTICULATORS,
     CONTOUR_NAMES,
     MOVING_ARTICULATORS,
+    Anatomy,
     anatomy_for_subject,
     area_function,
     contours,
@@ -243,6 +244,32 @@ def test_anatomy_deterministic_and_varied():
     img_a = render(a, phone_config("AH"))
     img_b = render(anatomy_for_subject("sub014", 3), phone_config("AH"))
     assert np.abs(img_a - img_b).mean() > 0.01
+
+
+def test_anatomy_spread_shrinks_geometry_but_keeps_voices():
+    import dataclasses
+
+    geometry = [f.name for f in dataclasses.fields(Anatomy)]
+    geometry = [g for g in geometry if g not in ("subject", "seed", "f0_hz", "texture_seed")]
+    ids = [f"sub{i:03d}" for i in range(8)]
+    full = [anatomy_for_subject(s, 0) for s in ids]
+    half = [anatomy_for_subject(s, 0, 0.5) for s in ids]
+    none = [anatomy_for_subject(s, 0, 0.0) for s in ids]
+    for name in geometry:
+        spread_full = np.ptp([getattr(a, name) for a in full])
+        assert spread_full > 0, name
+        np.testing.assert_allclose(np.ptp([getattr(a, name) for a in half]), 0.5 * spread_full)
+        assert np.ptp([getattr(a, name) for a in none]) == 0.0, name
+    # the voice and the texture are the speaker's own at every spread
+    assert [a.f0_hz for a in none] == [a.f0_hz for a in full]
+    assert [a.texture_seed for a in none] == [a.texture_seed for a in full]
+    assert np.ptp([a.f0_hz for a in none]) > 20
+    # with no spread two speakers have the same vocal tract (only the tissue texture differs)
+    pose = phone_config("AH")[None]
+    assert np.array_equal(label_raster(none[0], pose), label_raster(none[1], pose))
+    assert not np.array_equal(label_raster(full[0], pose), label_raster(full[1], pose))
+    with pytest.raises(InputError, match="spread"):
+        anatomy_for_subject("sub009", 0, 1.5)
 
 
 def test_render_shapes_range_and_upright(anat):

@@ -27,6 +27,11 @@ def synth(
     oversample: int = typer.Option(
         1, "--oversample", help="Render the phantom on a finer grid before sampling (1-4)."
     ),
+    anatomy_spread: float = typer.Option(
+        1.0,
+        "--anatomy-spread",
+        help="Speaker anatomy variation: 1 = each speaker's own, 0 = one shared vocal tract.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
 ) -> None:
     """Write a synthetic speech-rtMRI corpus with ground truth (the demo and test data).
@@ -47,6 +52,7 @@ def synth(
             transient=transient,
             oversample=oversample,
             subject_ids=tuple(subject) if subject else None,
+            anatomy_spread=anatomy_spread,
         )
         config.validate()
         with progress() as bar:

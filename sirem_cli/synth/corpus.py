@@ -79,6 +79,10 @@ class SynthConfig:
         subject_ids: explicit Annot-16 speaker ids.
         n_coils: receive channels.
         matrix: image matrix (84 for USC).
+        anatomy_spread: 1 = every speaker draws their own head size and position and vocal-tract
+            geometry; 0 = all speakers share one anatomy (voices, texts and articulation stay
+            their own); in between, the geometry shrinks toward the shared one. A control for
+            experiments on how anatomy variation limits what audio can predict.
     """
 
     subjects: int = 4
@@ -91,6 +95,7 @@ class SynthConfig:
     subject_ids: tuple[str, ...] | None = None
     n_coils: int = 8
     matrix: int = 84
+    anatomy_spread: float = 1.0
 
     def resolved_subjects(self) -> tuple[str, ...]:
         """The speaker ids this config produces; raises InputError for bad values."""
@@ -130,6 +135,10 @@ class SynthConfig:
             raise InputError(f"--oversample must be 1, 2, 3 or 4, got {self.oversample}")
         if self.seed < 0:
             raise InputError(f"--seed must be non-negative, got {self.seed}")
+        if not (np.isfinite(self.anatomy_spread) and 0.0 <= self.anatomy_spread <= 1.0):
+            raise InputError(
+                f"--anatomy-spread must be between 0 and 1, got {self.anatomy_spread:g}"
+            )
 
 
 @dataclass
@@ -277,7 +286,7 @@ def _write_utterance(
     # A whole number of audio samples, so the wav and the TextGrids end at the same time.
     duration = round((ns * TR_S + AUDIO_TAIL_S) * AUDIO_RATE_HZ) / AUDIO_RATE_HZ
     utt = sample_utterance(text_rng, duration)
-    anat = anatomy_for_subject(subject, config.seed)
+    anat = anatomy_for_subject(subject, config.seed, config.anatomy_spread)
 
     def trajectory(times: np.ndarray) -> np.ndarray:
         # A fresh generator of the same seed each time: one continuous trajectory.

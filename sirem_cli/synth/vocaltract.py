@@ -111,37 +111,60 @@ class Anatomy:
     texture_seed: int
 
 
-def anatomy_for_subject(subject: str, seed: int = 0) -> Anatomy:
+#: Per-speaker geometry: name -> (low, high) of its uniform draw in reference mm or as a factor.
+#: ``pharynx_length`` also grows with head size (see :func:`anatomy_for_subject`).
+_GEOMETRY_RANGES: dict[str, tuple[float, float]] = {
+    "shift_x": (-4.0, 4.0),
+    "shift_y": (-4.0, 4.0),
+    "pharynx_length": (-5.0, 5.0),
+    "pharynx_depth": (-2.5, 2.5),
+    "palate_height": (-2.5, 2.5),
+    "tongue_radius": (20.5, 22.5),
+    "lip_thickness": (0.88, 1.12),
+    "velum_length": (29.0, 33.0),
+    "jaw_gain": (0.85, 1.15),
+}
+_SCALE_RANGE = (0.93, 1.07)
+
+
+def anatomy_for_subject(subject: str, seed: int = 0, spread: float = 1.0) -> Anatomy:
     """Draw the anatomy of ``subject``, deterministic from ``(subject, seed)``.
 
     Args:
         subject: any subject id, e.g. ``"sub061"``.
         seed: corpus seed.
+        spread: how far the geometry (head size and position, tract and articulator sizes)
+            departs from the middle of its range: 1 = the full per-speaker variation, 0 = every
+            speaker has the same vocal tract at the same place. The voice (f0) and the tissue
+            texture stay the speaker's own at any spread, and the draws do not depend on it.
 
     Returns:
         An :class:`Anatomy`; smaller heads get higher voices on average.
     """
+    if not 0.0 <= spread <= 1.0:
+        raise InputError(f"anatomy spread must be between 0 and 1, got {spread:g}")
     rng = np.random.default_rng([zlib.crc32(str(subject).encode()), int(seed) & 0xFFFFFFFF])
-    scale = float(rng.uniform(0.93, 1.07))
-    size = (scale - 0.93) / 0.14  # 0 small .. 1 large
+
+    def shrink(value: float, low: float, high: float) -> float:
+        middle = 0.5 * (low + high)
+        return float(middle + spread * (value - middle))
+
+    scale = float(rng.uniform(*_SCALE_RANGE))
+    size = (scale - _SCALE_RANGE[0]) / (_SCALE_RANGE[1] - _SCALE_RANGE[0])  # 0 small .. 1 large
     f0 = float(
         np.exp(rng.uniform(np.log(100.0), np.log(125.0)) + (1 - size) * 0.55 + rng.normal(0, 0.08))
     )
+    # The draws keep their historical order (the corpus of a seed must not change).
+    geometry = {name: float(rng.uniform(*_GEOMETRY_RANGES[name])) for name in _GEOMETRY_RANGES}
+    geometry["pharynx_length"] += 6 * (size - 0.5)
+    geometry = {name: shrink(value, *_GEOMETRY_RANGES[name]) for name, value in geometry.items()}
     return Anatomy(
         subject=str(subject),
         seed=int(seed),
-        scale=scale,
-        shift_x=float(rng.uniform(-4, 4)),
-        shift_y=float(rng.uniform(-4, 4)),
-        pharynx_length=float(rng.uniform(-5, 5) + 6 * (size - 0.5)),
-        pharynx_depth=float(rng.uniform(-2.5, 2.5)),
-        palate_height=float(rng.uniform(-2.5, 2.5)),
-        tongue_radius=float(rng.uniform(20.5, 22.5)),
-        lip_thickness=float(rng.uniform(0.88, 1.12)),
-        velum_length=float(rng.uniform(29.0, 33.0)),
-        jaw_gain=float(rng.uniform(0.85, 1.15)),
+        scale=shrink(scale, *_SCALE_RANGE),
         f0_hz=float(np.clip(f0, 85.0, 260.0)),
         texture_seed=int(rng.integers(2**31)),
+        **geometry,
     )
 
 
