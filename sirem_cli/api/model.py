@@ -23,7 +23,13 @@ import numpy as np
 from sirem_cli.api.common import backend_info, check_finite
 from sirem_cli.errors import InputError
 from sirem_cli.io.atomic import check_output_path
-from sirem_cli.io.prepared import PreparedSet, ReconWriter, UtteranceRef, store_embeddings
+from sirem_cli.io.prepared import (
+    PreparedSet,
+    ReconWriter,
+    UtteranceRef,
+    h5_open_waiting,
+    store_embeddings,
+)
 
 StageFn = Callable[[str, int, int], None]
 #: reconstruct --branch -> the field of SiremOutput written.
@@ -47,12 +53,10 @@ def utterance_embeddings(
     Returns:
         The embeddings and the encoder's cost in ms per frame (measured now or when cached).
     """
-    import h5py
-
     from sirem_cli.models.encoders import cut_windows
 
     key = f"embeddings/{encoder.name}"
-    with h5py.File(ref.path, "r") as f:
+    with h5_open_waiting(ref.path, "r") as f:
         group = f["utterances"][ref.prefix]
         if key in group:
             info = json.loads(group[key].attrs.get("info", "{}"))
@@ -405,7 +409,5 @@ def run_reconstruct(
 
 
 def _image_size(ref: UtteranceRef) -> tuple[int, int]:
-    import h5py
-
-    with h5py.File(ref.path, "r") as f:
+    with h5_open_waiting(ref.path, "r") as f:
         return tuple(int(v) for v in f["utterances"][ref.prefix]["smaps"].shape[-2:])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,38 @@ from sirem_cli.io.schema import (
 
 SPLITS = ("train", "val", "test")
 
+#: How long an open waits for another process that holds the file's HDF5 lock (e.g. a second
+#: ``sirem train`` caching embeddings in the same prepared file) before giving up.
+LOCK_WAIT_S = 120.0
+
+
+def _is_lock_error(exc: OSError) -> bool:
+    return "unable to lock file" in str(exc)
+
+
+def h5_open_waiting(path: Path, mode: str) -> h5py.File:
+    """``h5py.File(path, mode)``, waiting up to :data:`LOCK_WAIT_S` while another process holds
+    the file's lock (HDF5 refuses at once otherwise).
+
+    Raises:
+        FormatError: still locked after the wait (the message says so); other OSErrors pass.
+    """
+    deadline = time.monotonic() + LOCK_WAIT_S
+    delay = 0.05
+    while True:
+        try:
+            return h5py.File(path, mode)
+        except OSError as exc:
+            if not _is_lock_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise FormatError(
+                    f"{path}: locked by another process for {LOCK_WAIT_S:.0f} s (another sirem "
+                    "command writing to it, e.g. a training caching embeddings?)"
+                ) from None
+            time.sleep(delay)
+            delay = min(1.0, 2 * delay)
+
 
 def now_iso() -> str:
     """Current UTC time, ISO 8601."""
@@ -51,7 +84,7 @@ def open_h5(path: Path, *, expect: str) -> h5py.File:
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected a {expect} HDF5 file")
     try:
-        f = h5py.File(path, "r")
+        f = h5_open_waiting(path, "r")
     except OSError as exc:
         raise FormatError(f"{path}: not a readable HDF5 file ({_short(exc)})") from None
     fmt = f.attrs.get("format")
@@ -353,7 +386,7 @@ def store_embeddings(
     The write is a single new dataset; an interrupted write leaves the rest of the file intact
     and the dataset is replaced on the next run.
     """
-    with h5py.File(path, "r+") as f:
+    with h5_open_waiting(path, "r+") as f:
         group = f["utterances"][prefix]
         key = f"embeddings/{encoder}"
         if key in group:
