@@ -95,7 +95,7 @@ def test_single_frame_and_non_square_image(tmp_path):
     np.testing.assert_allclose(frame_articulators(rec, 100, 60)["chin"], pts)
 
 
-def test_non_finite_vertices_kept_then_dropped(tmp_path):
+def test_non_finite_vertices_mark_holes(tmp_path):
     path = tmp_path / "nan_track.mat"
     tongue = np.array([[40.0, 40.0], [np.nan, np.nan], [44.0, 41.0]])
     write_track(path, [{"tongue": tongue, "epiglottis": np.full((2, 2), np.nan)}])
@@ -105,7 +105,14 @@ def test_non_finite_vertices_kept_then_dropped(tmp_path):
     assert ids.tolist() == [1, 1, 2, 2, 2]  # epiglottis (i=1) before tongue (i=2)
     arts = frame_articulators(rec)
     assert "epiglottis" not in arts  # no finite vertex left
-    np.testing.assert_allclose(arts["tongue"], tongue[[0, 2]])
+    np.testing.assert_allclose(arts["tongue"], tongue)  # the hole stays, as one NaN row
+    # leading / trailing NaNs are dropped and a run of NaNs becomes one break
+    path = tmp_path / "runs_track.mat"
+    nan = [np.nan, np.nan]
+    lips = np.array([nan, [10.0, 10.0], [12.0, 10.0], nan, nan, [20.0, 12.0], nan])
+    write_track(path, [{"lower_lip": lips}])
+    got = frame_articulators(read_track(path)[0])["lower_lip"]
+    np.testing.assert_allclose(got, [[10.0, 10.0], [12.0, 10.0], nan, [20.0, 12.0]])
 
 
 def test_unknown_identities_ignored(tmp_path):

@@ -42,6 +42,13 @@ def test_explicit_splits():
 def test_polyline_raster_and_maps():
     line = rasterize_polyline(np.array([[2.0, 5.0], [10.0, 5.0]]), (16, 16))
     assert line[5, 2:11].all() and line.sum() == 9
+    # a NaN vertex breaks the line: nothing is drawn across the hole
+    broken = rasterize_polyline(
+        np.array([[2.0, 5.0], [5.0, 5.0], [np.nan, np.nan], [9.0, 5.0], [12.0, 5.0]]), (16, 16)
+    )
+    assert broken[5, 2:6].all() and broken[5, 9:13].all() and not broken[5, 6:9].any()
+    lone = rasterize_polyline(np.array([[np.nan, np.nan], [7.0, 3.0], [np.nan, np.nan]]), (16, 16))
+    assert lone.sum() == 1 and lone[3, 7]
     arts = {
         "tongue": np.array([[2.0, 5.0], [10.0, 5.0]]),
         "hard_palate": np.array([[2.0, 12.0], [12.0, 12.0]]),

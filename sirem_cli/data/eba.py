@@ -26,16 +26,22 @@ def rasterize_polyline(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray
     """Draw an open polyline given in image pixels (x right, y down) as a 1-px boolean mask.
 
     Each segment is sampled at least once per pixel of its longer extent (as a DDA line
-    drawing does), all segments at once.
+    drawing does), all segments at once. A non-finite vertex breaks the line: the segments on
+    either side of it are not drawn, and the pieces are not joined across it.
     """
     mask = np.zeros(shape, dtype=bool)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    pts = pts[np.all(np.isfinite(pts), axis=1)]
-    if len(pts) == 0:
+    finite = np.all(np.isfinite(pts), axis=1)
+    if not finite.any():
         return mask
     if len(pts) == 1:
-        pts = np.vstack([pts, pts])
+        pts, finite = np.vstack([pts, pts]), np.array([True, True])
     start, delta = pts[:-1], np.diff(pts, axis=0)  # (P-1, 2)
+    whole = finite[:-1] & finite[1:]
+    lone = finite & ~np.concatenate([[False], whole]) & ~np.concatenate([whole, [False]])
+    # isolated finite vertices (between holes) are drawn as single points
+    start = np.concatenate([start[whole], pts[lone]])
+    delta = np.concatenate([delta[whole], np.zeros((int(lone.sum()), 2))])
     steps = np.ceil(np.abs(delta).max(axis=1)).astype(np.int64) + 1  # samples per segment
     seg = np.repeat(np.arange(len(steps)), steps)
     offset = np.arange(seg.size) - np.repeat(np.cumsum(steps) - steps, steps)

@@ -304,9 +304,10 @@ def frame_articulators(
 ) -> dict[str, np.ndarray]:
     """Split a track record into articulator polylines in upright image pixels.
 
-    Vertices whose (segment, identity) is not in :data:`SEGMENT_IDS` are ignored, and
-    non-finite vertices are dropped (so a polyline with a hole is joined across it).
-    Articulators without any finite vertex are left out.
+    Vertices whose (segment, identity) is not in :data:`SEGMENT_IDS` are ignored. A run of
+    non-finite vertices (a hole in the tracked contour) is kept as one NaN row, so drawing code
+    breaks the polyline there instead of joining across the hole; leading and trailing ones are
+    dropped. Articulators without any finite vertex are left out.
 
     Args:
         frame: one record from :func:`read_track`.
@@ -314,16 +315,23 @@ def frame_articulators(
 
     Returns:
         Articulator name -> (P, 2) float64 points (x right, y down, origin top-left), in
-        the stored vertex order.
+        the stored vertex order, with one NaN row at each hole.
     """
     out: dict[str, np.ndarray] = {}
     for s, (v, ids) in enumerate(frame.segments):
         known = _IDS_OF_SEGMENT.get(s)
         if not known or v.shape[0] == 0:
             continue
-        finite = np.isfinite(v).all(axis=1)
         for ident, name in known:
-            sel = (ids == ident) & finite
-            if sel.any():
-                out[name] = to_image(v[sel], width, height)
+            points = v[ids == ident]
+            finite = np.isfinite(points).all(axis=1)
+            if not finite.any():
+                continue
+            first, last = np.flatnonzero(finite)[[0, -1]]
+            points, finite = points[first : last + 1], finite[first : last + 1]
+            # keep a non-finite vertex only where it starts a hole
+            starts_hole = ~finite & np.concatenate([[True], finite[:-1]])
+            points = points[finite | starts_hole].copy()
+            points[~np.isfinite(points).all(axis=1)] = np.nan
+            out[name] = to_image(points, width, height)
     return out
