@@ -9,7 +9,7 @@ BENCH_DIR ?= bench_out
 export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup test demo bench lint clean gpu-setup
+.PHONY: setup test demo bench ablation lint clean gpu-setup
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ bench: setup
 	command -v bart >/dev/null || (apt-get update -qq && apt-get install -y -qq bart) || \
 	  echo "bart could not be installed: the baseline benchmark runs sirem alone"
 	$(BIN)/python bench/run_all.py --out $(BENCH_DIR)
+
+# Issue 5's science: SIREM with and without audio against its MRI branch and full gridding, on
+# held-out synthetic speakers with and without per-speaker anatomy (about 40 min on 2 cores).
+ablation: setup
+	$(BIN)/python bench/ablation.py --out $(BENCH_DIR)/ablation
 
 lint: setup
 	$(BIN)/ruff check sirem_cli tests bench

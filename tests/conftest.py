@@ -52,3 +52,18 @@ def prepared_file(tmp_path_factory: pytest.TempPathFactory, synth_corpus: Path) 
         prepare(synth_corpus, path, PrepareConfig(), overwrite=True)
 
     return _shared(tmp_path_factory, "prepared.h5", build)
+
+
+@pytest.fixture(scope="session")
+def shared_anatomy_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 speakers (the paper's 10/2/4 split) x 3 s sharing one anatomy, prepared (read-only)."""
+    from sirem_cli.data.prepare import PrepareConfig, prepare
+    from sirem_cli.synth.corpus import SynthConfig, synthesize_corpus
+
+    def build(path: Path) -> None:
+        corpus = path.with_name("shared-anatomy-corpus")
+        config = SynthConfig(subjects=16, utterances=1, seconds=3.0, anatomy_spread=0.0)
+        synthesize_corpus(corpus, config, overwrite=True)
+        prepare(corpus, path, PrepareConfig(), overwrite=True)
+
+    return _shared(tmp_path_factory, "shared-anatomy.h5", build)
