@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -303,16 +307,9 @@ def test_utterance_without_annotations_is_prepared_without_eba(synth_corpus, tmp
     assert not data["attrs"]["has_annotations"]
 
 
-def test_readers_wait_for_a_writer_holding_the_lock(prepared_file, tmp_path, monkeypatch):
-    """Two `sirem train` on one prepared file: one caches embeddings while the other reads."""
-    import subprocess
-    import sys
-    import time
-
-    import sirem_cli.io.prepared as prepared_io
-
-    path = tmp_path / "prepared.h5"
-    shutil.copy(prepared_file, path)
+@contextlib.contextmanager
+def _lock_held(path: Path, seconds: float):
+    """A child process holding ``path`` open for writing (HDF5's lock) for ``seconds``."""
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -323,37 +320,30 @@ def test_readers_wait_for_a_writer_holding_the_lock(prepared_file, tmp_path, mon
             "time.sleep(float(sys.argv[2]))\n"
             "f.close()\n",
             str(path),
-            "1.5",
+            str(seconds),
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        started = time.monotonic()
-        assert len(PreparedSet([path]).utterances) == 3  # waits for the lock, then reads
-        assert time.monotonic() - started > 0.5
-    finally:
-        holder.wait(timeout=30)
-    # a lock that is never released: one clear error after the wait
-    monkeypatch.setattr(prepared_io, "LOCK_WAIT_S", 0.3)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time, h5py\n"
-            "f = h5py.File(sys.argv[1], 'r+')\n"
-            "print('locked', flush=True)\n"
-            "time.sleep(30)\n",
-            str(path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(FormatError, match="locked by another process"):
-            PreparedSet([path])
+        yield
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+def test_readers_wait_for_a_writer_holding_the_lock(prepared_file, tmp_path, monkeypatch):
+    """Two `sirem train` on one prepared file: one caches embeddings while the other reads."""
+    import sirem_cli.io.prepared as prepared_io
+
+    path = tmp_path / "prepared.h5"
+    shutil.copy(prepared_file, path)
+    with _lock_held(path, 1.5):
+        started = time.monotonic()
+        assert len(PreparedSet([path]).utterances) == 3  # waits for the lock, then reads
+        assert time.monotonic() - started > 0.5
+    # a lock that is never released: one clear error after the wait
+    monkeypatch.setattr(prepared_io, "LOCK_WAIT_S", 0.3)
+    with _lock_held(path, 30), pytest.raises(FormatError, match="locked by another process"):
+        PreparedSet([path])
