@@ -24,8 +24,9 @@ H x W image, E embedding size.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -483,23 +484,24 @@ class SiremNet(nn.Module):
         x_mri = mri_branch_from_kspace(p_used, kspace, dcf, smaps, adjoint, self.config.mri_eps)
         return self.fuse_branches(embeddings, x_mri, eba, p, p_used)
 
-    def reconstruct(
-        self, embeddings: Tensor, arm_images: Tensor, eba: Tensor | None = None
-    ) -> Tensor:
-        """Inference: (B, H, W) float32 reconstructions in [0, 1] (eval mode, no_grad).
-
-        Args:
-            embeddings: (B, E) float32.
-            arm_images: (B, A, H, W) complex64.
-            eba: (B, H, W) float32 (``frame`` mode only).
-        """
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        """Eval mode without gradients, restoring the training flag afterwards."""
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
-                return self.forward(embeddings, arm_images, eba).recon
+                yield
         finally:
             self.train(was_training)
+
+    def reconstruct(
+        self, embeddings: Tensor, arm_images: Tensor, eba: Tensor | None = None
+    ) -> Tensor:
+        """Inference: :meth:`forward`'s (B, H, W) float32 reconstructions in [0, 1], in eval
+        mode and without gradients (same arguments)."""
+        with self._inference():
+            return self.forward(embeddings, arm_images, eba).recon
 
     def reconstruct_kspace(
         self,
@@ -510,20 +512,7 @@ class SiremNet(nn.Module):
         adjoint: AdjointFn,
         eba: Tensor | None = None,
     ) -> Tensor:
-        """Inference from k-space: (B, H, W) float32 in [0, 1] (eval mode, no_grad).
-
-        Args:
-            embeddings: (B, E) float32.
-            kspace: (B, C, A, S) complex64.
-            dcf: (A, S) float32.
-            smaps: (C, H, W) complex64.
-            adjoint: (B, C, A*S) complex64 -> (B, C, H, W) complex64.
-            eba: (B, H, W) float32 (``frame`` mode only).
-        """
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return self.forward_kspace(embeddings, kspace, dcf, smaps, adjoint, eba).recon
-        finally:
-            self.train(was_training)
+        """Inference from k-space: :meth:`forward_kspace`'s (B, H, W) float32 reconstructions in
+        [0, 1], in eval mode and without gradients (same arguments)."""
+        with self._inference():
+            return self.forward_kspace(embeddings, kspace, dcf, smaps, adjoint, eba).recon
