@@ -20,6 +20,11 @@ _sys.stdout.write("\\nBENCH-RESULT " + _json.dumps(_result) + "\\n")
 """
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a benchmark child process: offline, no spinning OpenMP threads."""
+    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", **(extra or {})}
+
+
 def run_isolated(
     code: str, *, env: dict[str, str] | None = None, timeout: float = 3600
 ) -> dict[str, Any]:
@@ -27,7 +32,7 @@ def run_isolated(
 
     Peak memory is the child's own maximum resident set size, so cases do not pollute each other.
     """
-    full_env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", **(env or {})}
+    full_env = child_env(env)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code) + _FOOTER],
         capture_output=True,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
 import time
@@ -35,15 +34,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import ROOT, write_json
+from _util import ROOT, child_env, write_json
 
 SIREM = [sys.executable, "-m", "sirem_cli"]
 
 
 def _run(args: list[str], log: Path, threads: int | None = None) -> None:
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
-    if threads is not None:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = child_env(
+        {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
+    )
     with log.open("a") as handle:
         handle.write("$ sirem " + " ".join(args) + "\n")
         handle.flush()
