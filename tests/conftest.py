@@ -32,6 +32,16 @@ def _shared(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Path:
     return target
 
 
+@pytest.fixture
+def need_cuda() -> None:
+    """Skip unless cufinufft and torch can run on a CUDA device here (tests marked ``cuda``)."""
+    from sirem_cli.nufft import backend
+
+    ok, reason = backend.cuda_status()
+    if not ok:
+        pytest.skip(f"no usable CUDA NUFFT: {reason}")
+
+
 @pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic corpus written by ``sirem synth`` (read-only for tests)."""

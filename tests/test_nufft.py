@@ -159,6 +159,26 @@ def test_bad_inputs_raise_shape_error(traj, shape, data, match):
 
 
 # -- autograd ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_plan_opts_reach_the_backend(device, request):
+    if device == "cuda":
+        request.getfixturevalue("need_cuda")
+    rng = np.random.default_rng(11)
+    traj = _rand_traj(rng, 400)
+    k = _crandn(rng, 3, 400)
+    exact = ndft_adjoint(k, traj, (16, 16))
+    results = {}
+    for sigma in (2.0, 1.25):
+        op = make_nufft(traj, (16, 16), device=device, eps=1e-6, plan_opts={"upsampfac": sigma})
+        assert op.plan_opts == {"upsampfac": sigma}
+        results[sigma] = np.asarray(torch.as_tensor(op.adjoint(k)).cpu())
+        assert _rel(results[sigma], exact) < 1e-5
+    # a different fine grid gives a different (equally accurate) result: the option was used
+    assert _rel(results[2.0], results[1.25]) > 1e-9
+    with pytest.raises(InputError, match=r"plan_opts.*bogus"):
+        make_nufft(traj, (16, 16), device=device, plan_opts={"bogus": 1}).adjoint(k)
+
+
 def test_gradcheck_forward_and_adjoint():
     rng = np.random.default_rng(7)
     op = make_nufft(_rand_traj(rng, 6), (8, 8), eps=1e-12)
@@ -233,15 +253,8 @@ def test_real_probe_on_this_machine_does_not_crash():
 
 
 # -- CUDA (run on a GPU machine with -m cuda) ----------------------------------------------------
-def _need_cuda() -> None:
-    ok, reason = backend.cuda_status()
-    if not ok:
-        pytest.skip(f"no usable CUDA NUFFT: {reason}")
-
-
 @pytest.mark.cuda
-def test_cufinufft_matches_finufft_and_is_adjoint():
-    _need_cuda()
+def test_cufinufft_matches_finufft_and_is_adjoint(need_cuda):
     rng = np.random.default_rng(9)
     traj = _rand_traj(rng, 300)
     gpu = make_nufft(traj, (16, 20), device="cuda", eps=1e-6)
@@ -261,8 +274,7 @@ def test_cufinufft_matches_finufft_and_is_adjoint():
 
 
 @pytest.mark.cuda
-def test_cufinufft_autograd():
-    _need_cuda()
+def test_cufinufft_autograd(need_cuda):
     rng = np.random.default_rng(10)
     op = make_nufft(_rand_traj(rng, 6), (8, 8), device="cuda", eps=1e-12)
     img = torch.from_numpy(_crandn(rng, 8, 8)).cuda().requires_grad_()

@@ -29,6 +29,7 @@ def make_nufft(
     device: Any = "cpu",
     eps: float | None = None,
     n_threads: int | None = None,
+    plan_opts: dict[str, Any] | None = None,
 ) -> NufftOp:
     """Build the NUFFT operator for one trajectory on the backend the device picks.
 
@@ -41,6 +42,7 @@ def make_nufft(
             finufft with ``op.notice`` set) or a ``torch.device``.
         eps: relative accuracy; None gives 1e-4 for complex64 and 1e-9 for complex128.
         n_threads: CPU threads; None chooses per batch size.
+        plan_opts: extra options for the backend's ``Plan`` (see :class:`NufftOp`).
 
     Returns:
         A :class:`NufftOp` with ``forward`` ((..., H, W) -> (..., K)) and ``adjoint``.
@@ -50,10 +52,17 @@ def make_nufft(
     if choice.name == "cufinufft":
         from sirem_cli.nufft._cufinufft import CufinufftOp
 
-        op = CufinufftOp(traj, im_shape, device=choice.device, eps=eps, n_threads=n_threads)
+        op = CufinufftOp(
+            traj,
+            im_shape,
+            device=choice.device,
+            eps=eps,
+            n_threads=n_threads,
+            plan_opts=plan_opts,
+        )
     else:
         from sirem_cli.nufft._finufft import FinufftOp
 
-        op = FinufftOp(traj, im_shape, eps=eps, n_threads=n_threads)
+        op = FinufftOp(traj, im_shape, eps=eps, n_threads=n_threads, plan_opts=plan_opts)
     op.notice = choice.notice
     return op

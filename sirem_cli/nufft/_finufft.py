@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from sirem_cli.errors import InputError
 from sirem_cli.nufft.base import HostNufftOp
 
 #: A batch needs at least this many transforms per worker before workers are added.
@@ -87,16 +89,24 @@ class FinufftOp(HostNufftOp):
         def make() -> Any:
             import finufft
 
-            plan = finufft.Plan(
-                nufft_type,
-                self.im_shape,
-                n_trans=n_trans,
-                eps=self.eps_for(cdtype),
-                isign=+1 if nufft_type == 1 else -1,
-                dtype=cdtype,
-                nthreads=1,
-                modeord=0,
-            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                plan = finufft.Plan(
+                    nufft_type,
+                    self.im_shape,
+                    n_trans=n_trans,
+                    eps=self.eps_for(cdtype),
+                    isign=+1 if nufft_type == 1 else -1,
+                    dtype=cdtype,
+                    nthreads=1,
+                    modeord=0,
+                    **self.plan_opts,
+                )
+            unknown = [
+                str(w.message) for w in caught if "does not have attribute" in str(w.message)
+            ]
+            if unknown:  # finufft only warns about an option name it does not know
+                raise InputError(f"plan_opts: finufft {unknown[0].removeprefix('Warning: ')}")
             x, y = self._points(cdtype)
             plan.setpts(x, y)
             return plan

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from sirem_cli.errors import ShapeError
+from sirem_cli.errors import InputError, ShapeError
 
 #: Default accuracy per complex dtype: 1e-4 suffices for complex64 MRI data
 #: (deps-and-limits.md section 2); complex128 is used for checks and gets 1e-9.
@@ -118,6 +119,9 @@ class NufftOp:
         eps: requested relative accuracy; None gives :data:`DEFAULT_EPS` per dtype.
         n_threads: CPU threads per call; None chooses per call (backend-specific).
         max_plans: how many plans the cache keeps.
+        plan_opts: extra options for the backend's ``Plan`` (finufft's or cufinufft's own
+            names, e.g. ``{"gpu_method": 2}`` or ``{"upsampfac": 1.25}``); they override the
+            backend's defaults.
 
     Attributes:
         traj: (K, 2) float64 numpy copy of the points.
@@ -137,6 +141,7 @@ class NufftOp:
         eps: float | None = None,
         n_threads: int | None = None,
         max_plans: int = 8,
+        plan_opts: Mapping[str, Any] | None = None,
     ) -> None:
         self.traj = check_traj(traj)
         self.im_shape = check_im_shape(im_shape)
@@ -150,6 +155,9 @@ class NufftOp:
         self.notice: str | None = None
         self._plans: OrderedDict[tuple, Any] = OrderedDict()
         self._max_plans = int(max_plans)
+        self.plan_opts = dict(plan_opts or {})
+        if not all(isinstance(key, str) for key in self.plan_opts):
+            raise InputError(f"plan_opts: expected option names as keys, got {plan_opts!r}")
 
     # -- shapes ---------------------------------------------------------------------
     @property
