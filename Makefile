@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]' '$(TORCH)'
 	touch $@
 
-# CUDA extra (cufinufft), for machines with an NVIDIA GPU and CUDA 12 runtime libraries.
+# CUDA extra (cufinufft), for machines with an NVIDIA GPU and CUDA 12 runtime libraries
+# (CUDA 13: build cufinufft from source, docs/gpu.md).
 gpu-setup: setup
 	$(BIN)/pip install --quiet -e '.[gpu]' '$(TORCH)'
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from sirem_cli.errors import BackendUnavailable, InputError
 
 GPU_FIX = (
-    "install the GPU extra (pip install 'sirem[gpu]') and a CUDA 12 runtime "
-    "(nvidia-cuda-runtime-cu12, nvidia-cufft-cu12) on a machine with an NVIDIA driver"
+    "install the GPU extra (pip install 'sirem[gpu]'; its PyPI wheel needs the CUDA 12 runtime "
+    "and cuFFT, for CUDA 13 build cufinufft as docs/gpu.md says) on a machine with an NVIDIA driver"
 )
 
 
@@ -68,7 +68,7 @@ def _probe_cufinufft_import() -> str | None:
     except ImportError as exc:
         if getattr(exc, "name", None) == "cufinufft":
             return "cufinufft is not installed"
-        return f"cufinufft import failed (CUDA 12 runtime missing?): {_one_line(exc)}"
+        return f"cufinufft import failed (its CUDA runtime missing?): {_one_line(exc)}"
     except Exception as exc:
         return f"cufinufft import failed: {_one_line(exc)}"
     return None
