@@ -9,7 +9,7 @@ BENCH_DIR ?= bench_out
 export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup test demo bench ablation lint clean gpu-setup
+.PHONY: setup test demo bench ablation lint clean gpu-setup gpu-check
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ $(VENV)/.installed: pyproject.toml
 # (CUDA 13: build cufinufft from source, docs/gpu.md).
 gpu-setup: setup
 	$(BIN)/pip install --quiet -e '.[gpu]' '$(TORCH)'
+
+# On a GPU machine: the CUDA tests, the NUFFT and model benchmarks on CUDA, then the rest of the
+# suite (docs/gpu.md). Logs go to $(BENCH_DIR)/gpu.
+gpu-check: gpu-setup
+	PYTHON=$(BIN)/python bash bench/gpu_check.sh $(BENCH_DIR)/gpu
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --durations=15
