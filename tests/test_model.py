@@ -129,6 +129,28 @@ def test_learned_head_starts_at_the_static_map():
     assert sum(p.numel() for p in net.fusion_head.parameters()) > 0
 
 
+def test_a_loss_on_the_learned_map_trains_only_the_head():
+    """The head reads x_a and x_m as features: a loss on w alone (L_mask) must not reshape the
+    decoder's image or the arm weights, while the reconstruction loss still reaches both."""
+    torch.manual_seed(0)
+    net = SiremNet(
+        ModelConfig(embedding_dim=4, image_size=(6, 6), decoder_hidden=(8,), eba_mode="learned")
+    )
+    with torch.no_grad():  # a non-zero head, so w depends on its inputs
+        for param in net.fusion_head.parameters():
+            param.normal_(0, 0.3)
+    arm_images = torch.randn(3, A, 6, 6, dtype=torch.complex64)
+    out = net(torch.randn(3, 4), arm_images)
+    (1 - out.w).pow(2).mean().backward()
+    assert all(p.grad.abs().sum() > 0 for p in net.fusion_head.parameters())
+    assert all(p.grad is None or not p.grad.any() for p in net.decoder.parameters())
+    assert net.arm_logits.grad is None or not net.arm_logits.grad.any()
+    net.zero_grad()
+    net(torch.randn(3, 4), arm_images).recon.sum().backward()
+    assert net.arm_logits.grad.abs().sum() > 0
+    assert all(p.grad.abs().sum() > 0 for p in net.decoder.net[-1].parameters())
+
+
 def test_mri_branch_matches_independent_numpy_sum(mri_problem):
     traj, kspace, dcf, smaps, (height, width) = mri_problem
     p = torch.rand(A, generator=torch.Generator().manual_seed(5))
