@@ -179,6 +179,24 @@ def test_plan_opts_reach_the_backend(device, request):
         make_nufft(traj, (16, 16), device=device, plan_opts={"bogus": 1}).adjoint(k)
 
 
+def test_finufft_warnings_other_than_a_bad_option_pass_through(monkeypatch):
+    import importlib
+    import warnings
+
+    finufft = importlib.import_module("finufft")  # patched here; only _finufft imports it
+    real_plan = finufft.Plan
+
+    def noisy_plan(*args, **kwargs):
+        warnings.warn("finufft says something", UserWarning, stacklevel=2)
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(finufft, "Plan", noisy_plan)
+    rng = np.random.default_rng(12)
+    op = make_nufft(_rand_traj(rng, 50), (8, 8))
+    with pytest.warns(UserWarning, match="finufft says something"):
+        op.adjoint(_crandn(rng, 1, 50))
+
+
 def test_gradcheck_forward_and_adjoint():
     rng = np.random.default_rng(7)
     op = make_nufft(_rand_traj(rng, 6), (8, 8), eps=1e-12)

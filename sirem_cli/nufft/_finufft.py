@@ -102,11 +102,11 @@ class FinufftOp(HostNufftOp):
                     modeord=0,
                     **self.plan_opts,
                 )
-            unknown = [
-                str(w.message) for w in caught if "does not have attribute" in str(w.message)
-            ]
-            if unknown:  # finufft only warns about an option name it does not know
-                raise InputError(f"plan_opts: finufft {unknown[0].removeprefix('Warning: ')}")
+            for warning in caught:
+                text = str(warning.message)
+                if "does not have attribute" in text:  # finufft only warns about a bad name
+                    raise InputError(f"plan_opts: finufft {text.removeprefix('Warning: ')}")
+                warnings.warn(warning.message, warning.category, stacklevel=2)  # pass the rest on
             x, y = self._points(cdtype)
             plan.setpts(x, y)
             return plan
