@@ -294,6 +294,29 @@ def test_per_subject_runs_agree_with_one_run_and_read_as_one_dataset(
     }
 
 
+def test_coil_window_option_changes_the_maps_and_is_recorded(synth_corpus, tmp_path, prepared_file):
+    full = PreparedSet([prepared_file])
+    ref = full.utterances[0]
+    out = tmp_path / "wide.h5"
+    result = _prepare(synth_corpus, out, "--subject", ref.subject, "--coil-window", "20")
+    assert result.exit_code == 0, result.output
+    wide = PreparedSet([out])
+    assert wide.configs[out]["coil_window"] == 20
+    assert full.configs[prepared_file]["coil_window"] == 5
+    default, smoothed = (
+        full.read(ref, ["smaps"])["smaps"],
+        wide.read(wide.find(ref.prefix), ["smaps"])["smaps"],
+    )
+    truth = _truth(synth_corpus, ref.prefix)
+    support = truth["truth"].mean(axis=0) > 0.3
+    coherence = np.abs(np.sum(np.conj(smoothed) * default, axis=0))
+    assert np.median(coherence[support]) > 0.95  # the same maps, smoothed differently
+    assert not np.allclose(smoothed, default, atol=1e-3)
+    bad = _prepare(synth_corpus, tmp_path / "bad.h5", "--coil-window", "0")
+    assert bad.exit_code != 0 and "--coil-window" in bad.output
+    assert not (tmp_path / "bad.h5").exists()
+
+
 def test_utterance_without_annotations_is_prepared_without_eba(synth_corpus, tmp_path):
     files = _copy_one(synth_corpus, tmp_path / "c")
     files["track.mat"].unlink()

@@ -23,6 +23,9 @@ def prepare(
     kspace_norm: str = typer.Option(
         "utterance", "--kspace-norm", help="Normalize k-space per utterance or per frame."
     ),
+    coil_window: int = typer.Option(
+        5, "--coil-window", help="Walsh coil-map smoothing window in pixels (USC's code: 20)."
+    ),
     eba_articulators: str = typer.Option(
         "tongue,upper_lip,lower_lip,velum",
         "--eba-articulators",
@@ -49,6 +52,7 @@ def prepare(
             skip_frames=skip_frames,
             audio_context_s=audio_context,
             kspace_norm=kspace_norm,
+            coil_window=coil_window,
             eba_articulators=tuple(a.strip() for a in eba_articulators.split(",") if a.strip()),
             splits=tuple(splits or ()),
             split_seed=split_seed,

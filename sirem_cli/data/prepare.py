@@ -32,6 +32,7 @@ class PrepareConfig:
     skip_frames: int = 10
     audio_context_s: float = 0.25
     kspace_norm: str = "utterance"
+    coil_window: int = 5
     eba_articulators: tuple[str, ...] = DEFAULT_EBA_ARTICULATORS
     eba_dilate_px: int = 3
     eba_blur_sigma: float = 1.5
@@ -56,6 +57,8 @@ class PrepareConfig:
                 f"--eba-articulators: unknown articulator {unknown[0]!r} "
                 f"(choose from {', '.join(LABEL_IDS)})"
             )
+        if self.coil_window < 1:
+            raise InputError(f"--coil-window must be >= 1 pixel, got {self.coil_window}")
         if self.image_size < 8:
             raise InputError(f"image size must be >= 8, got {self.image_size}")
         parse_splits(self.splits)
@@ -252,7 +255,7 @@ def prepare_utterance(
         kspace /= np.where(scale > 0, scale, 1).astype(np.float32)[:, None, None, None]
     del mags
 
-    smaps = estimate_coil_maps(kspace, traj, dcf, size)  # step 5
+    smaps = estimate_coil_maps(kspace, traj, dcf, size, config.coil_window)  # step 5
     frame_time = (ARMS * frames + 6.5) * tr_s
 
     audio, window, audio_warn = load_audio_windows(
@@ -378,15 +381,16 @@ def _grid_samples(kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: i
 
 
 def estimate_coil_maps(
-    kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int
+    kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int, window: int = 5
 ) -> np.ndarray:
-    """Step 5: Walsh maps from k-space averaged over all full rotations."""
+    """Step 5: Walsh maps from k-space averaged over all full rotations, the coil covariance
+    smoothed over a ``window`` x ``window`` box (USC's and SIREM's reference code: 20)."""
     from sirem_cli.mri.coils import coil_images_from_rotation_average, walsh_maps
 
     coil_images = coil_images_from_rotation_average(
         kspace, traj.astype(np.float32), dcf, (size, size)
     )
-    return np.asarray(walsh_maps(coil_images), dtype=np.complex64)
+    return np.asarray(walsh_maps(coil_images, smoothing=window), dtype=np.complex64)
 
 
 def _normalize(frames: np.ndarray) -> np.ndarray:
