@@ -303,6 +303,7 @@ def test_coil_window_option_changes_the_maps_and_is_recorded(synth_corpus, tmp_p
     wide = PreparedSet([out])
     assert wide.configs[out]["coil_window"] == 20
     assert full.configs[prepared_file]["coil_window"] == 5
+    assert wide.read(wide.find(ref.prefix), [])["attrs"]["coil_window"] == 20
     default, smoothed = (
         full.read(ref, ["smaps"])["smaps"],
         wide.read(wide.find(ref.prefix), ["smaps"])["smaps"],

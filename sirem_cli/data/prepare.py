@@ -292,6 +292,7 @@ def prepare_utterance(
         "skip_frames": skip,
         "kspace_norm": config.kspace_norm,
         "kspace_scale": scale,
+        "coil_window": config.coil_window,
         "orientation": transform.describe(),
         "orientation_corr": corr,
         "sample_rate_hz": TARGET_RATE_HZ,

@@ -60,6 +60,11 @@ UTTERANCE_ATTRS = (
         "float or float[F]",
         "factor the raw k-space was divided by (one per frame with kspace_norm = frame)",
     ),
+    AttrSpec(
+        "coil_window",
+        "int",
+        "Walsh smoothing box of `smaps` in pixels (`--coil-window`; absent before 2026-11-26: 5)",
+    ),
     AttrSpec("orientation", "str", "raw-to-upright transform found and applied (see below)"),
     AttrSpec("orientation_corr", "float", "correlation of the chosen transform with /recon"),
     AttrSpec("sample_rate_hz", "int", "audio sample rate (16000)"),
