@@ -70,18 +70,16 @@ class CufinufftOp(NufftOp):
 
         with torch.cuda.device(self._torch_device):
             stream = torch.cuda.current_stream(self._torch_device).cuda_stream
+            defaults = {
+                "gpu_device_id": self._torch_device.index,
+                "gpu_stream": stream,
+                **(TYPE1_DEFAULTS if nufft_type == 1 else {}),
+            }
             try:
                 plan = cufinufft.Plan(
                     nufft_type,
                     self.im_shape,
-                    n_trans=n_trans,
-                    eps=self.eps_for(cdtype),
-                    isign=+1 if nufft_type == 1 else -1,
-                    dtype=cdtype,
-                    gpu_device_id=self._torch_device.index,
-                    gpu_stream=stream,
-                    modeord=0,
-                    **{**(TYPE1_DEFAULTS if nufft_type == 1 else {}), **self.plan_opts},
+                    **self.plan_kwargs(nufft_type, cdtype, n_trans, defaults),
                 )
             except TypeError as exc:  # cufinufft: "Invalid option 'name'"
                 if "Invalid option" not in str(exc):

@@ -94,13 +94,7 @@ class FinufftOp(HostNufftOp):
                 plan = finufft.Plan(
                     nufft_type,
                     self.im_shape,
-                    n_trans=n_trans,
-                    eps=self.eps_for(cdtype),
-                    isign=+1 if nufft_type == 1 else -1,
-                    dtype=cdtype,
-                    nthreads=1,
-                    modeord=0,
-                    **self.plan_opts,
+                    **self.plan_kwargs(nufft_type, cdtype, n_trans, {"nthreads": 1}),
                 )
             for warning in caught:
                 text = str(warning.message)

@@ -179,6 +179,24 @@ class NufftOp:
         """The accuracy used for a complex dtype name."""
         return self.eps if self.eps is not None else DEFAULT_EPS[cdtype]
 
+    def plan_kwargs(
+        self, nufft_type: int, cdtype: str, n_trans: int, defaults: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Keyword arguments of a finufft/cufinufft ``Plan(nufft_type, im_shape, **kwargs)``.
+
+        The convention (sign, centred modes, accuracy), then the backend's ``defaults``, then
+        ``plan_opts``, each overriding the one before.
+        """
+        return {
+            "n_trans": n_trans,
+            "eps": self.eps_for(cdtype),
+            "isign": +1 if nufft_type == 1 else -1,
+            "dtype": cdtype,
+            "modeord": 0,
+            **defaults,
+            **self.plan_opts,
+        }
+
     # -- public transforms ------------------------------------------------------------
     def forward(self, image: Any) -> Any:
         """Forward NUFFT (type 2, isign=-1): image to k-space.
