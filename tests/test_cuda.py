@@ -74,26 +74,12 @@ def test_network_on_cuda_matches_cpu_in_value_and_gradient(need_cuda):
 
 
 def test_training_on_cuda_follows_the_cpu_run(need_cuda, tmp_path):
-    from sirem_cli.training.loop import FrameData, TrainConfig, train
+    from test_training import random_frames, small_config  # the CPU training tests' problem
 
-    gen = torch.Generator().manual_seed(1)
-    data = FrameData(
-        embeddings=torch.randn(24, 6, generator=gen),
-        arm_images=torch.randn(24, A, 10, 10, dtype=torch.complex64, generator=gen),
-        target=torch.rand(24, 10, 10, generator=gen),
-        eba=torch.rand(24, 10, 10, generator=gen),
-    )
-    config = TrainConfig(
-        image_size=(10, 10),
-        decoder_hidden=(16, 32),
-        epochs=3,
-        batch_size=4,
-        val_every=1,
-        lr=1e-3,
-        dropout=0.0,
-        device="cpu",
-        encoder="mel",
-    )
+    from sirem_cli.training.loop import train
+
+    data = random_frames(24, 1)
+    config = small_config(epochs=3, val_every=1, dropout=0.0)
     runs = {}
     for device in ("cpu", "cuda"):
         cfg = dataclasses.replace(config, device=device)
