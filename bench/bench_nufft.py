@@ -33,6 +33,17 @@ def _timed(fn, repeats: int) -> float:
     return best
 
 
+def _batched(apply, data, batch: int, sync):
+    """A call of ``apply`` over ``data`` in batches of ``batch`` frames, then ``sync()``."""
+
+    def call() -> list:
+        out = [apply(data[i : i + batch]) for i in range(0, len(data), batch)]
+        sync()
+        return out
+
+    return call
+
+
 def sweep_cufinufft(rad, shape, kspace, reference, batch: int, repeats: int) -> list[dict]:
     """Time cufinufft's type-1 plan options on ``kspace`` (F, C, K) against ``reference``."""
     import itertools
@@ -53,12 +64,7 @@ def sweep_cufinufft(rad, shape, kspace, reference, batch: int, repeats: int) -> 
         row: dict = dict(opts)
         try:
             op = make_nufft(rad, shape, device="cuda", plan_opts=opts)
-
-            def adjoint(op=op):
-                out = [op.adjoint(data[i : i + batch]) for i in range(0, frames, batch)]
-                torch.cuda.synchronize()
-                return out
-
+            adjoint = _batched(op.adjoint, data, batch, torch.cuda.synchronize)
             row["adjoint_ms_per_frame"] = 1000 * _timed(adjoint, repeats) / frames
             got = adjoint()[0].cpu().numpy()
             row["rel_diff"] = float(np.linalg.norm(got - reference) / np.linalg.norm(reference))
@@ -94,16 +100,8 @@ def main() -> None:
     image = (rng.standard_normal((args.frames, args.coils, *shape)) * (1 + 1j)).astype(np.complex64)
 
     def run(op, k, x, sync):
-        def adjoint():
-            out = [op.adjoint(k[i : i + args.batch]) for i in range(0, args.frames, args.batch)]
-            sync()
-            return out
-
-        def forward():
-            out = [op.forward(x[i : i + args.batch]) for i in range(0, args.frames, args.batch)]
-            sync()
-            return out
-
+        adjoint = _batched(op.adjoint, k, args.batch, sync)
+        forward = _batched(op.forward, x, args.batch, sync)
         return {
             "adjoint_ms_per_frame": 1000 * _timed(adjoint, args.repeats) / args.frames,
             "forward_ms_per_frame": 1000 * _timed(forward, args.repeats) / args.frames,
