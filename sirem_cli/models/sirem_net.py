@@ -294,8 +294,8 @@ class FusionHead(nn.Module):
     """Learned fusion map: w = sigmoid(logit(w_static) + g(h, x_a, x_m)).
 
     g is three 3x3 convolutions over the channels [x_a, x_m, broadcast Linear(h)]; its last
-    layer starts at zero, so training starts from the static map. :class:`SiremNet` passes the
-    images detached: the head learns to weigh them, not to change them.
+    layer starts at zero, so training starts from the static map. The head reads the images
+    detached: it learns to weigh them, not to change them.
 
     Args:
         embedding_dim: E.
@@ -332,7 +332,11 @@ class FusionHead(nn.Module):
         """
         height, width = x_audio.shape[-2:]
         audio = self.audio_proj(embeddings)[:, :, None, None].expand(-1, -1, height, width)
-        features = torch.cat([x_audio[:, None], x_mri[:, None], audio], dim=1)  # (B, 2+Ca, H, W)
+        # Features only: through them, L_mask (which rewards w -> 1) would reshape the decoder's
+        # image and the arm weights to raise w, and did (a --no-audio top-K model's decoder
+        # saturated and its sum p reached 11).
+        images = torch.stack([x_audio.detach(), x_mri.detach()], dim=1)  # (B, 2, H, W)
+        features = torch.cat([images, audio], dim=1)  # (B, 2+Ca, H, W)
         correction = self.net(features)[:, 0]  # (B, H, W)
         prior_logit = torch.logit(prior.clamp(_PRIOR_CLAMP, 1.0 - _PRIOR_CLAMP))  # (H, W)
         return torch.sigmoid(prior_logit + correction)
@@ -437,10 +441,7 @@ class SiremNet(nn.Module):
             w = eba.to(x_audio.dtype)
         elif mode == "learned":
             assert self.fusion_head is not None
-            # The head reads the two images as features only: through them, L_mask (which
-            # rewards w -> 1) would reshape the decoder's image and the arm weights to raise w,
-            # and did (a --no-audio top-K model's decoder saturated and its sum p reached 11).
-            w = self.fusion_head(audio_in, x_audio.detach(), x_mri.detach(), self.static_eba)
+            w = self.fusion_head(audio_in, x_audio, x_mri, self.static_eba)
         else:
             w = self.static_eba.expand_as(x_audio)
         return SiremOutput(fuse(x_audio, x_mri, w), x_audio, x_mri, w, p, p_used)
