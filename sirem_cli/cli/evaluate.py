@@ -7,6 +7,18 @@ from pathlib import Path
 import typer
 
 from sirem_cli.cli._common import cli_errors, err, out, stage_progress
+from sirem_cli.metrics.registry import METRIC_NAMES, parse_metrics
+
+
+def check_metrics(value: str) -> str:
+    """Reject an unknown metric name while parsing the command line."""
+    from sirem_cli.errors import InputError
+
+    try:
+        parse_metrics(value)
+    except InputError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 def evaluate(
@@ -21,7 +33,10 @@ def evaluate(
         None, "--out", help="Folder for metrics.json, metrics.csv, metrics.md."
     ),
     metrics: str = typer.Option(
-        "paper", "--metrics", help="Comma-separated names, or paper | classic | all."
+        "paper",
+        "--metrics",
+        callback=check_metrics,
+        help=f"Comma-separated names ({', '.join(METRIC_NAMES)}), or paper | classic | all.",
     ),
     weights_dir: Path = typer.Option(
         None,
