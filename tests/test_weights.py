@@ -245,7 +245,7 @@ def test_wrong_hash_file_in_cache_is_refused_and_never_loaded(home, server, monk
     assert str(home["hub"] / name) in msg and "\n" not in msg
     assert hashlib.sha256(other).hexdigest() in msg
     assert hashlib.sha256(_content(name)).hexdigest() in msg
-    assert "sirem weights fetch --metric fid" in msg
+    assert "sirem weights fetch --metric fid --replace" in msg
     assert server.requests == []  # present (if wrong) files are not silently re-downloaded
     assert (home["hub"] / name).read_bytes() == other  # and not deleted
 

@@ -5,14 +5,9 @@ load torch through it.
 
 Three files, each with its published URL, SHA-256 and size (:data:`REGISTRY`):
 
-=====================================  ============================================  ===========
-file                                   what                                          bytes
-=====================================  ============================================  ===========
-``alexnet-owt-7be5be79.pth``           torchvision's AlexNet (ImageNet) state dict   244,408,911
-``alex.pth``                           the lpips package's v0.1 linear heads         6,009
-``pt_inception-2015-12-05-6726825d``   pytorch-fid's FID Inception-v3 state dict     95,628,359
-``.pth``
-=====================================  ============================================  ===========
+* ``alexnet-owt-7be5be79.pth``: torchvision's AlexNet (ImageNet) state dict, 244,408,911 bytes;
+* ``alex.pth``: the lpips package's v0.1 linear heads, 6,009 bytes;
+* ``pt_inception-2015-12-05-6726825d.pth``: pytorch-fid's FID Inception-v3, 95,628,359 bytes.
 
 All three are verified by their **full** SHA-256. The values are the ones other projects pin
 for these exact URLs (none of the three upstreams publishes a full hash itself), checked for
@@ -422,8 +417,8 @@ def verify_file(
     in_hub = p.parent == hub_checkpoint_dir()
     if in_hub:
         fix = (
-            f"delete it and run `sirem weights fetch --metric {metric}` "
-            f"(or download {entry.url} again)"
+            f"run `sirem weights fetch --metric {metric} --replace` "
+            f"(or delete it and download {entry.url} again)"
         )
     else:
         fix = f"replace it with {entry.url} or remove it"
