@@ -82,11 +82,16 @@ def run_evaluate(
     out_dir: Path | None = None,
     metrics: str | Sequence[str] | None = None,
     weights_dir: Path | None = None,
+    offline: bool | None = None,
     fid_max_frames: int | None = 512,
     report_dir: Path | None = None,
     progress: StageFn | None = None,
 ) -> EvaluateResult:
-    """Evaluate every reconstruction file against every target; write JSON/CSV/markdown."""
+    """Evaluate every reconstruction file against every target; write JSON/CSV/markdown.
+
+    LPIPS/FID weight files missing from ``weights_dir`` and the torch hub cache are downloaded
+    into the cache (verified) unless ``offline`` (None: ``SIREM_OFFLINE`` / ``HF_HUB_OFFLINE``).
+    """
     from sirem_cli.metrics.evaluate import PerceptualModels, evaluate_methods, write_results
     from sirem_cli.metrics.registry import parse_metrics
 
@@ -101,7 +106,12 @@ def run_evaluate(
             method = f"{method} ({Path(path).stem})"
         by_method[method] = frames
     prefixes = sorted({p for frames in by_method.values() for p in frames})
-    models = PerceptualModels(weights_dir)
+
+    def download_progress(name: str, done: int, total: int) -> None:
+        if progress is not None:  # in MiB, the unit of the evaluate bar's counter
+            progress(f"downloading {name} (MiB)", done >> 20, max(total >> 20, 1))
+
+    models = PerceptualModels(weights_dir, offline=offline, download_progress=download_progress)
     results = []
     for target in targets:
         target_name, target_frames = load_target(target, prefixes, prepared_set)

@@ -43,6 +43,11 @@ def evaluate(
         "--weights-dir",
         help="Folder with the LPIPS/FID weight files (else the torch hub cache).",
     ),
+    offline: bool = typer.Option(
+        False,
+        "--offline",
+        help="Never download missing LPIPS/FID weights (also SIREM_OFFLINE=1 or HF_HUB_OFFLINE=1).",
+    ),
     fid_frames: int = typer.Option(512, "--fid-frames", help="Frames sampled for FID (0: all)."),
     report: Path = typer.Option(
         None, "--report", help="Also write tables.md, figure2.png, figure3.png here."
@@ -64,6 +69,7 @@ def evaluate(
                 out_dir=out_dir,
                 metrics=metrics,
                 weights_dir=weights_dir,
+                offline=True if offline else None,
                 fid_max_frames=fid_frames or None,
                 report_dir=report,
                 progress=report_fn,
