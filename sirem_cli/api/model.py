@@ -12,6 +12,7 @@ under ``embeddings/<encoder>`` together with their source and timing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -162,7 +163,7 @@ def frame_data(
             progress("load frames", i, len(refs))
         emb, _ = utterance_embeddings(ref, encoder, batch_size=run.encode_batch, progress=progress)
         data = PreparedSet.read(
-            ref, ["kspace", "traj", "dcf", "smaps", "reference", "truth", "eba"]
+            ref, ["kspace", "arms", "traj", "dcf", "smaps", "reference", "truth", "eba"]
         )
         check_finite(ref.path, ref.prefix, "kspace", data["kspace"])
         if run.target not in data:
@@ -172,12 +173,16 @@ def frame_data(
                 f"{ref.path}: {ref.prefix} has no explained-by-audio maps (eba); prepare it with "
                 "annotations or train with --eba static on annotated training data"
             )
+        arms = data.get("arms")
         parts.append(
             FrameData(
                 embeddings=emb,
-                arm_images=arm_images(data["kspace"], data["traj"], data["dcf"], data["smaps"]),
+                arm_images=arm_images(
+                    data["kspace"], data["traj"], data["dcf"], data["smaps"], arms=arms
+                ),
                 target=data[run.target],
                 eba=data.get("eba"),
+                arms=None if arms is None else arms.astype(np.int64),
             )
         )
     if progress is not None:
@@ -200,6 +205,21 @@ class TrainRunResult:
     n_train: int
     n_val: int
     notes: list[str] = field(default_factory=list)
+
+
+def frame_geometry(refs: Sequence[UtteranceRef]) -> tuple[int, int]:
+    """(I interleaves, N arms per frame) shared by ``refs``; InputError if they differ."""
+    seen: dict[tuple[int, int], UtteranceRef] = {}
+    for ref in refs:
+        data = PreparedSet.read(ref, ["traj"])
+        seen.setdefault((int(data["traj"].shape[0]), ref.arms_per_frame), ref)
+    if len(seen) > 1:
+        (a, ra), (b, rb) = list(seen.items())[:2]
+        raise InputError(
+            f"{rb.path}: {rb.prefix} has frames of {b[1]} of {b[0]} interleaves, but {ra.prefix} "
+            f"({ra.path}) has {a[1]} of {a[0]}: prepare every file with the same --arms-per-frame"
+        )
+    return next(iter(seen))
 
 
 def default_checkpoint_path(prepared: Sequence[Path], no_audio: bool) -> Path:
@@ -243,6 +263,8 @@ def run_train(
             for ref in [*train_refs, *val_refs]:
                 utterance_embeddings(ref, encoder, batch_size=run.encode_batch)
         dist.barrier()
+    n_interleaves, arms_per_frame = frame_geometry([*train_refs, *val_refs])
+    config = dataclasses.replace(config, n_arms=n_interleaves, arms_per_frame=arms_per_frame)
     need_eba = config.eba_mode in ("static", "frame", "learned")
     train_data = frame_data(train_refs, encoder, run, need_eba=need_eba, progress=progress)
     val_data = (
@@ -326,11 +348,17 @@ def run_reconstruct(
     info = backend_info("cuda" if device.type == "cuda" else "cpu")
     model, ckpt = load_model(Path(checkpoint), device=device)
     cfg = ckpt.model_config
+    trained_n = cfg.arms_per_frame or cfg.n_arms
     for ref in refs:
         if ref.n_frames and tuple(cfg.image_size) != _image_size(ref):
             raise InputError(
                 f"{checkpoint}: model image size {tuple(cfg.image_size)} does not match "
                 f"{ref.path} ({_image_size(ref)})"
+            )
+        if ref.arms_per_frame != trained_n:
+            raise InputError(
+                f"{checkpoint}: trained on frames of {trained_n} arms, but {ref.path} holds "
+                f"frames of {ref.arms_per_frame} (prepare it with --arms-per-frame {trained_n})"
             )
     encoder_run = ModelRunConfig(**{**run.__dict__, "encoder": ckpt.encoder})
     encoder = _make_encoder(encoder_run, str(device))
@@ -365,7 +393,12 @@ def run_reconstruct(
             if progress is not None:
                 progress(ref.prefix, i, len(refs))
             emb, enc_ms = utterance_embeddings(ref, encoder, batch_size=run.encode_batch)
-            data = PreparedSet.read(ref, ["kspace", "traj", "dcf", "smaps", "eba"])
+            data = PreparedSet.read(ref, ["kspace", "arms", "traj", "dcf", "smaps", "eba"])
+            if data["traj"].shape[0] != cfg.n_arms:
+                raise InputError(
+                    f"{checkpoint}: trained on {cfg.n_arms} interleaves, {ref.path}: "
+                    f"{ref.prefix} has {data['traj'].shape[0]}"
+                )
             check_finite(ref.path, ref.prefix, "kspace", data["kspace"])
             if cfg.eba_mode == "frame" and "eba" not in data:
                 raise InputError(
@@ -403,7 +436,11 @@ def run_reconstruct(
                 ref.prefix,
                 recon,
                 wall_s=wall + enc_ms * n_frames / 1000,
-                extra={"ms_per_frame_cached": cached_ms, "encoder_ms_per_frame": enc_ms},
+                extra={
+                    "ms_per_frame_cached": cached_ms,
+                    "encoder_ms_per_frame": enc_ms,
+                    "frame_rate_hz": ref.frame_rate_hz,
+                },
             )
             rows.append((ref.prefix, n_frames, cached_ms + enc_ms, cached_ms))
         if progress is not None:

@@ -1,7 +1,11 @@
-"""``sirem prepare``: USC-75 raw files + Annot-16 annotations -> one prepared HDF5 file.
+"""``sirem prepare``: a speech-rtMRI corpus -> one prepared HDF5 file (format version 2).
 
-The ten steps of method.md section 1, one utterance in memory at a time. The output is
-written under a temporary name and renamed when complete.
+The steps of method.md section 1, one utterance in memory at a time, for any corpus layout
+(:mod:`sirem_cli.data.sources`: USC-75 + Annot-16, ``sirem synth`` corpora, a flat folder)
+and any number N of arms per frame: frame t holds acquisitions N t .. N t + N - 1 (counted
+from the scan start, so with N < I the interleaves rotate frame to frame), its arms ordered
+by interleaf, named in ``arms``; the trajectory and DCF are the utterance's interleaf table.
+The output is written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from sirem_cli.data.eba import DEFAULT_EBA_ARTICULATORS, LABEL_IDS, contour_maps
-from sirem_cli.data.orientation import find_transform, fold_transform
+from sirem_cli.data.orientation import find_transform, fold_trajectory
+from sirem_cli.data.sources import RawUtterance
 from sirem_cli.data.splits import assign_splits, parse_splits
 from sirem_cli.errors import FormatError, InputError
 from sirem_cli.imaging import normalize_magnitude
@@ -23,7 +28,6 @@ from sirem_cli.io.atomic import check_output_path
 from sirem_cli.io.prepared import PreparedWriter
 from sirem_cli.mri.spiral import to_radians
 
-ARMS = 13
 TARGET_RATE_HZ = 16000
 
 
@@ -32,6 +36,8 @@ class PrepareConfig:
     """Options of :func:`prepare` (the ``sirem prepare`` flags); stored as JSON in the output."""
 
     skip_frames: int = 10
+    arms_per_frame: int | None = None
+    layout: str = "auto"
     audio_context_s: float = 0.25
     kspace_norm: str = "utterance"
     coil_window: int = 5
@@ -49,6 +55,12 @@ class PrepareConfig:
         """Raise InputError naming the first bad option."""
         if self.skip_frames < 0:
             raise InputError(f"--skip-frames must be >= 0, got {self.skip_frames}")
+        if self.arms_per_frame is not None and self.arms_per_frame < 1:
+            raise InputError(f"--arms-per-frame must be >= 1, got {self.arms_per_frame}")
+        if self.layout != "auto":
+            from sirem_cli.data.sources import source_class
+
+            source_class(self.layout)
         if not np.isfinite(self.audio_context_s) or self.audio_context_s <= 0:
             raise InputError(f"--audio-context must be > 0 s, got {self.audio_context_s:g}")
         if self.kspace_norm not in ("utterance", "frame"):
@@ -74,6 +86,7 @@ class UtteranceReport:
     subject: str
     split: str
     frames: int
+    arms_per_frame: int
     seconds: float
     annotated: bool
     orientation: str
@@ -107,7 +120,8 @@ def prepare(
     """Prepare every utterance found under ``root`` (and ``annot``) into ``out``.
 
     Args:
-        root: a USC-75 tree (or a synthetic corpus folder, or its ``usc75/``).
+        root: a corpus folder (a USC-75 tree, a ``sirem synth`` folder or its ``usc75/``, a
+            flat folder; ``config.layout`` names the layout or ``auto`` detects it).
         out: the prepared HDF5 file to write.
         config: options.
         annot: Annot-16 tree when it is not under ``root``.
@@ -117,18 +131,16 @@ def prepare(
     Raises:
         InputError, FormatError, OutputError: one line naming the file and the problem.
     """
-    from sirem_cli.io.usc import discover
+    from sirem_cli.data.sources import open_source
 
     t0 = time.perf_counter()
     config.validate()
     root = Path(root)
     check_output_path(Path(out), overwrite=overwrite)
-    annot_dirs = [annot] if annot is not None else []
-    found = discover(root, annot=annot, subjects=None)
-    if annot is None and (root.parent / "annot16").is_dir() and root.name == "usc75":
-        found = discover(root, annot=root.parent / "annot16", subjects=None)
-        annot_dirs.append(root.parent / "annot16")
-    truth_dir = root / "truth" if (root / "truth").is_dir() else root.parent / "truth"
+    source = open_source(root, layout=config.layout, annot=annot)
+    found = source.discover()
+    if not any("raw" in e.files for e in found):
+        raise InputError(f"{root}: no raw k-space files found ({source.name} layout)")
     all_subjects = sorted({u.subject for u in found})
     split_of, split_note = assign_splits(
         all_subjects, seed=config.split_seed, explicit=parse_splits(config.splits) or None
@@ -142,41 +154,28 @@ def prepare(
     notes = [split_note]
     skipped: list[str] = []
     usable = []
-    for files in found:
-        lacking = [k for k in ("raw", "recon", "audio") if getattr(files, k) is None]
+    for entry in found:
+        lacking = entry.missing()
         if lacking:
-            msg = f"{files.prefix}: no {', '.join(lacking)} file; skipped"
+            msg = f"{entry.prefix}: no {', '.join(lacking)} file; skipped"
             if config.strict:
                 raise InputError(f"{root}: {msg.replace('; skipped', '')} (--strict)")
             skipped.append(msg)
             continue
-        usable.append(files)
+        usable.append(entry)
     if not usable:
         raise InputError(f"{root}: no utterance has raw, recon and audio files")
 
     reports: list[UtteranceReport] = []
-    cfg_json = {**asdict(config), "root": str(root), "annot": [str(a) for a in annot_dirs]}
+    cfg_json = {**asdict(config), **source.describe()}
     with PreparedWriter(Path(out), config=cfg_json, overwrite=overwrite) as writer:
-        for i, files in enumerate(usable):
+        for i, entry in enumerate(usable):
             if progress is not None:
-                progress(files.prefix, i, len(usable))
-            truth_path = files.truth
-            if truth_path is None and truth_dir.is_dir():
-                candidate = truth_dir / f"{files.prefix}_truth.h5"
-                truth_path = candidate if candidate.exists() else None
-            arrays, attrs, report = prepare_utterance(
-                files.raw,
-                files.recon,
-                files.audio,
-                config,
-                track=files.track,
-                truth=truth_path,
-                prefix=files.prefix,
-                subject=files.subject,
-            )
-            attrs["split"] = split_of[files.subject]
+                progress(entry.prefix, i, len(usable))
+            arrays, attrs, report = prepare_utterance(source.read(entry), config)
+            attrs["split"] = split_of[entry.subject]
             report.split = attrs["split"]
-            writer.write_utterance(files.prefix, attrs, arrays)
+            writer.write_utterance(entry.prefix, attrs, arrays)
             reports.append(report)
             del arrays
         if progress is not None:
@@ -188,66 +187,65 @@ def prepare(
 
 
 def prepare_utterance(
-    raw_path: Path,
-    recon_path: Path,
-    audio_path: Path,
-    config: PrepareConfig,
-    *,
-    track: Path | None = None,
-    truth: Path | None = None,
-    prefix: str = "",
-    subject: str = "",
+    utt: RawUtterance, config: PrepareConfig
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], UtteranceReport]:
-    """Run steps 1-9 of method.md section 1 on one utterance.
+    """Run the steps of method.md section 1 on one utterance.
 
     Returns:
         The datasets and attributes of its ``/utterances/<prefix>`` group and a report line.
     """
-    from sirem_cli.io.ismrmrd import read_raw
-    from sirem_cli.io.usc import read_recon
-
     warnings: list[str] = []
-    scan = read_raw(Path(raw_path))  # step 1
-    tr_s = scan.header.tr_ms * 1e-3
-    ns = scan.data.shape[0]
-    kspace, traj_cycles, dcf = bin_frames(
-        scan.data, scan.traj, scan.interleaf, raw_path
-    )  # steps 2-3
-    n_all = kspace.shape[0]
-    skip = config.skip_frames
-    if n_all - skip < 1:
-        raise FormatError(
-            f"{raw_path}: {ns} acquisitions give {n_all} frames of 13 arms, "
-            f"none left after skipping {skip} (--skip-frames)"
+    raw_path = utt.path("raw")
+    ns, tr_s = utt.n_acquisitions, utt.tr_s
+    table_cycles, dcf, n_interleaves = interleaf_table(utt.traj, utt.dcf, utt.interleaf, raw_path)
+    n_arms = config.arms_per_frame or n_interleaves
+    if not 1 <= n_arms <= n_interleaves:
+        raise InputError(
+            f"{raw_path}: --arms-per-frame {n_arms} is outside 1..{n_interleaves} "
+            f"(the scan has {n_interleaves} interleaves)"
         )
-    kspace = kspace[skip:]
-    frames = np.arange(skip, n_all)
-    n_frames = kspace.shape[0]
+    skip_acq = config.skip_frames * n_interleaves  # full rotations: a time, whatever N is
+    first = -(-skip_acq // n_arms)
+    n_frames = ns // n_arms - first
+    if n_frames < 1:
+        raise FormatError(
+            f"{raw_path}: {ns} acquisitions give no frame of {n_arms} arms after skipping "
+            f"{skip_acq} ({config.skip_frames} rotations of {n_interleaves}, --skip-frames)"
+        )
+    frames = np.arange(first, first + n_frames)
+    acq, arms = bin_frames(utt.interleaf, frames, n_arms)  # steps 2-3: (F, N) each
+    kspace = np.ascontiguousarray(utt.data[acq].transpose(0, 2, 1, 3))  # (F, C, N, S)
 
-    recon = read_recon(Path(recon_path))  # (nof, n, n) h5py order
-    nof = recon.shape[0]
-    if abs(nof - ns // 2) > 1:
+    n_ref = utt.reference.shape[0]
+    if abs(n_ref - ns // utt.reference_arms) > 1:
         raise FormatError(
-            f"{recon_path}: /recon has {nof} frames, expected ns // 2 = {ns // 2} for {raw_path.name}"
+            f"{utt.path('recon')}: holds {n_ref} reference frames, expected "
+            f"{ns // utt.reference_arms} ({ns} acquisitions / {utt.reference_arms}) for "
+            f"{Path(str(raw_path)).name}"
         )
-    ref_index = (ARMS * frames + 6) // 2  # step 6: nearest 2-arm frame to the 13-arm centre
-    if ref_index[-1] >= nof:
-        raise FormatError(f"{recon_path}: /recon has {nof} frames, frame {ref_index[-1]} is needed")
+    centre_tr = n_arms * frames + n_arms / 2  # step 6: the frame centre in TRs
+    ref_index = np.floor(centre_tr / utt.reference_arms).astype(np.int64)
+    if ref_index[-1] >= n_ref:
+        raise FormatError(
+            f"{utt.path('recon')}: holds {n_ref} reference frames, frame {ref_index[-1]} is needed"
+        )
     size = config.image_size
-    reference = _upright_frames(recon[ref_index], size)
+    reference = _resized(utt.reference[ref_index], size)
 
-    # Step 7: orientation of a plain gridding, checked against /recon and folded into the data.
-    traj_raw = to_radians(traj_cycles)
-    gridded = _grid_samples(kspace, traj_raw, dcf, size)
-    transform, corr, _ = find_transform(
-        gridded, normalize_magnitude(reference[_sample_frames(n_frames)])
-    )
+    # Step 7: orientation of a plain gridding of whole rotations, checked against the
+    # reference and folded into the data.
+    traj_raw = to_radians(table_cycles)
+    blocks, block_ref = _rotation_blocks(utt.interleaf, skip_acq, n_interleaves, ns, utt)
+    gridded = _grid_blocks(utt.data, utt.interleaf, blocks, traj_raw, dcf, size)
+    check = normalize_magnitude(_resized(utt.reference[block_ref], size))
+    transform, corr, _ = find_transform(gridded, check)
     if corr < config.min_orientation_corr:
         raise FormatError(
-            f"{raw_path}: gridded frames do not match {Path(recon_path).name} in any orientation "
-            f"(best correlation {corr:.2f} < {config.min_orientation_corr})"
+            f"{raw_path}: gridded frames do not match {Path(str(utt.path('recon'))).name} in any "
+            f"orientation (best correlation {corr:.2f} < {config.min_orientation_corr})"
         )
-    traj, kspace = fold_transform(traj_raw, kspace, transform)
+    traj, factor = fold_trajectory(traj_raw, transform)
+    kspace = (kspace * factor[arms][:, None]).astype(np.complex64)
 
     # Step 4: k-space normalization.
     mags = np.abs(kspace)
@@ -259,11 +257,20 @@ def prepare_utterance(
         kspace /= np.where(scale > 0, scale, 1).astype(np.float32)[:, None, None, None]
     del mags
 
-    smaps = estimate_coil_maps(kspace, traj, dcf, size, config.coil_window)  # step 5
-    frame_time = (ARMS * frames + 6.5) * tr_s
+    # Step 5: coil maps, and the time-averaged image x_bar, from the rotation average.
+    mean = rotation_average(kspace, arms, n_interleaves)  # (C, I, S)
+    smaps = estimate_coil_maps(mean, traj, dcf, size, config.coil_window)
+    xbar = time_averaged_image(mean, traj, dcf, smaps)
+    _check_xbar(xbar, reference, config, raw_path)
+    frame_time = centre_tr * tr_s
 
-    audio, window, audio_warn = load_audio_windows(
-        Path(audio_path), frame_time, config.audio_context_s, ns * tr_s
+    audio, window, audio_warn = audio_windows(
+        utt.audio,
+        utt.audio_rate_hz,
+        utt.path("audio"),
+        frame_time,
+        config.audio_context_s,
+        ns * tr_s,
     )  # step 8
     warnings += audio_warn
 
@@ -271,29 +278,34 @@ def prepare_utterance(
         "kspace": kspace,
         "traj": traj,
         "dcf": dcf,
+        "arms": arms.astype(np.int16),
         "smaps": smaps,
+        "xbar": xbar,
         "reference": normalize_magnitude(reference),
-        "ref_index": ref_index.astype(np.int64),
+        "ref_index": ref_index,
         "frame_time": frame_time,
         "audio": audio,
         "audio_window": window,
     }
-    annotated = track is not None
+    annotated = utt.contours_at is not None
     if annotated:  # step 9
-        eba, labels = eba_from_track(Path(track), ref_index, nof, size, config)
+        eba, labels = eba_maps(utt.contours_at(ref_index), utt.contour_size, size, config)
         arrays["eba"] = eba
         arrays["labels"] = labels
-    if truth is not None:
-        arrays["truth"] = _truth_frames(Path(truth), ref_index, size)
+    if utt.truth_at is not None:
+        arrays["truth"] = normalize_magnitude(_resized(utt.truth_at(ref_index), size))
 
     attrs: dict[str, Any] = {
-        "subject": subject,
+        "subject": utt.entry.subject,
         "split": "train",
         "tr_s": tr_s,
-        "arms_per_frame": ARMS,
-        "frame_rate_hz": 1.0 / (ARMS * tr_s),
+        "arms_per_frame": n_arms,
+        "n_interleaves": n_interleaves,
+        "frame_rate_hz": 1.0 / (n_arms * tr_s),
         "n_acquisitions": ns,
-        "skip_frames": skip,
+        "skip_frames": config.skip_frames,
+        "skip_acquisitions": first * n_arms,
+        "reference_arms": utt.reference_arms,
         "kspace_norm": config.kspace_norm,
         "kspace_scale": scale,
         "coil_window": config.coil_window,
@@ -304,10 +316,11 @@ def prepare_utterance(
         "has_annotations": annotated,
     }
     report = UtteranceReport(
-        prefix=prefix,
-        subject=subject,
+        prefix=utt.entry.prefix,
+        subject=utt.entry.subject,
         split="",
         frames=n_frames,
+        arms_per_frame=n_arms,
         seconds=ns * tr_s,
         annotated=annotated,
         orientation=transform.describe(),
@@ -317,102 +330,210 @@ def prepare_utterance(
     return arrays, attrs, report
 
 
-def bin_frames(
-    data: np.ndarray, traj: np.ndarray, interleaf: np.ndarray, path: Path
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Steps 2-3: 13-arm frames with arms ordered by interleaf; one trajectory and DCF.
+def interleaf_table(
+    traj: np.ndarray, dcf: np.ndarray, interleaf: np.ndarray, path: Any
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Step 3: the utterance's interleaf table from its acquisitions.
 
     Args:
-        data: (ns, C, S) complex64 acquisitions.
-        traj: (ns, S, 3) float32 kx, ky (cycles/pixel) and DCF.
-        interleaf: (ns,) ``kspace_encode_step_1``.
+        traj: (ns, S, 2) cycles/pixel per acquisition.
+        dcf: (ns, S) density compensation per acquisition.
+        interleaf: (ns,) interleaf index per acquisition.
 
     Returns:
-        kspace (F, C, A, S) complex64, traj (A, S, 2) float64 cycles/pixel, dcf (A, S) float32.
+        traj (I, S, 2) float64 cycles/pixel, dcf (I, S) float32 and I.
+
+    Raises:
+        FormatError: an interleaf never acquired, a trajectory outside |k| ~ 0.5, an interleaf
+            whose trajectory changes within the utterance (format version 2 stores one table),
+            or a negative/non-finite DCF.
     """
-    ns = data.shape[0]
-    n_frames = ns // ARMS
-    if n_frames < 1:
-        raise FormatError(f"{path}: only {ns} acquisitions, fewer than one 13-arm frame")
-    il = np.asarray(interleaf[: n_frames * ARMS]).reshape(n_frames, ARMS)
-    order = np.argsort(il, axis=1, kind="stable")
-    sorted_il = np.take_along_axis(il, order, axis=1)
-    if not np.all(sorted_il == np.arange(ARMS)):
-        bad = int(np.nonzero(np.any(sorted_il != np.arange(ARMS), axis=1))[0][0])
+    il = np.asarray(interleaf).astype(np.int64)
+    if il.size == 0 or il.min() < 0:
+        raise FormatError(f"{path}: interleaf indices (kspace_encode_step_1) must be >= 0")
+    n_interleaves = int(il.max()) + 1
+    first = np.full(n_interleaves, -1)
+    seen, index = np.unique(il, return_index=True)
+    first[seen] = index
+    if np.any(first < 0):
+        lacking = int(np.flatnonzero(first < 0)[0])
         raise FormatError(
-            f"{path}: interleaf order (kspace_encode_step_1) does not have period 13 "
-            f"(block {bad} holds {sorted(il[bad].tolist())})"
+            f"{path}: interleaf {lacking} of 0..{n_interleaves - 1} is never acquired "
+            "(kspace_encode_step_1)"
         )
-    acq = (np.arange(n_frames)[:, None] * ARMS + order).reshape(-1)  # (F*A,) by interleaf
-    kspace = data[acq].reshape(n_frames, ARMS, *data.shape[1:]).transpose(0, 2, 1, 3)
-    per_arm = traj[acq].reshape(n_frames, ARMS, traj.shape[1], traj.shape[2])
-    kr = np.hypot(per_arm[..., 0], per_arm[..., 1])
-    kmax = float(kr.max())
+    table = np.asarray(traj)[first].astype(np.float64)  # (I, S, 2)
+    kmax = float(np.hypot(table[..., 0], table[..., 1]).max())
     if not 0.4 <= kmax <= 0.6:
         raise FormatError(f"{path}: max |k| is {kmax:.3g}, expected about 0.5 cycles/pixel")
-    first = per_arm[0]
-    drift = float(np.abs(per_arm[..., :2] - first[None, ..., :2]).max())
+    drift = float(np.abs(np.asarray(traj) - table[il]).max())
     if drift > 1e-3:
         raise FormatError(
-            f"{path}: the trajectory of an interleaf changes across frames (by {drift:.3g} "
-            "cycles/pixel); per-frame trajectories are not supported by format version 1"
+            f"{path}: the trajectory of an interleaf changes within the utterance (by "
+            f"{drift:.3g} cycles/pixel); sirem stores one trajectory per interleaf (format "
+            "version 2) and cannot prepare it"
         )
-    dcf = first[..., 2].astype(np.float32)
-    if not np.all(np.isfinite(dcf)) or dcf.min() < -1e-6:
+    table_dcf = np.asarray(dcf)[first].astype(np.float32)
+    if not np.all(np.isfinite(table_dcf)) or table_dcf.min() < -1e-6:
         raise FormatError(
             f"{path}: the density compensation (traj[:, 2]) has negative or non-finite values"
         )
-    return np.ascontiguousarray(kspace, dtype=np.complex64), first[..., :2].astype(np.float64), dcf
+    return table, table_dcf, n_interleaves
+
+
+def bin_frames(
+    interleaf: np.ndarray, frames: np.ndarray, n_arms: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2: acquisitions of each frame, ordered by interleaf.
+
+    Frame t holds acquisitions ``N t .. N t + N - 1``; within a frame the arms are sorted by
+    interleaf (stable), so with N = I every frame lists the interleaves 0..I-1 in order.
+
+    Args:
+        interleaf: (ns,) interleaf of each acquisition.
+        frames: (F,) frame indices t (counted from the scan start).
+        n_arms: N.
+
+    Returns:
+        acquisition indices (F, N) and their interleaves ``arms`` (F, N) int64.
+    """
+    acq = frames[:, None] * n_arms + np.arange(n_arms)[None, :]  # (F, N) acquisition order
+    il = np.asarray(interleaf)[acq]
+    order = np.argsort(il, axis=1, kind="stable")
+    return np.take_along_axis(acq, order, axis=1), np.take_along_axis(il, order, axis=1)
+
+
+def _rotation_blocks(
+    interleaf: np.ndarray, skip_acq: int, n_interleaves: int, ns: int, utt: RawUtterance
+) -> tuple[np.ndarray, np.ndarray]:
+    """A few whole rotations (I consecutive acquisitions, sorted by interleaf) after the skip,
+    and the reference frame at the centre of each (the orientation check of step 7)."""
+    n_blocks = (ns - skip_acq) // n_interleaves
+    if n_blocks < 1:
+        raise FormatError(f"{utt.path('raw')}: no whole rotation of the interleaves after the skip")
+    starts = skip_acq + _sample_frames(n_blocks) * n_interleaves
+    acq = starts[:, None] + np.arange(n_interleaves)[None, :]  # (n, I)
+    order = np.argsort(np.asarray(interleaf)[acq], axis=1, kind="stable")
+    ref = np.floor((starts + n_interleaves / 2) / utt.reference_arms).astype(np.int64)
+    return np.take_along_axis(acq, order, axis=1), np.minimum(ref, utt.reference.shape[0] - 1)
+
+
+def _grid_blocks(
+    data: np.ndarray,
+    interleaf: np.ndarray,
+    blocks: np.ndarray,
+    traj: np.ndarray,
+    dcf: np.ndarray,
+    size: int,
+) -> np.ndarray:
+    """Root-sum-of-squares gridding of whole rotations (raw axes, orientation check)."""
+    from sirem_cli.mri.coils import gridded_coil_images
+
+    kspace = data[blocks].transpose(0, 2, 1, 3)  # (n, C, I, S)
+    il = np.asarray(interleaf)[blocks]  # (n, I)
+    if not np.all(il == il[:1]):  # blocks that are not one rotation each: grid each alone
+        images = [
+            gridded_coil_images(k[None], traj[i].astype(np.float32), dcf[i], (size, size))[0]
+            for k, i in zip(kspace, il, strict=True)
+        ]
+        coil_images = np.stack(images)
+    else:
+        coil_images = gridded_coil_images(
+            kspace, traj[il[0]].astype(np.float32), dcf[il[0]], (size, size)
+        )
+    return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=1))
+
+
+def rotation_average(kspace: np.ndarray, arms: np.ndarray, n_interleaves: int) -> np.ndarray:
+    """Each interleaf's k-space averaged over every frame that acquired it: (C, I, S) complex128.
+
+    The average over whole rotations: motion averages out, and all interleaves together are
+    one fully sampled, high-SNR frame (the input of the coil maps and of x_bar).
+    """
+    ksp = np.asarray(kspace)
+    if arms.shape[1] == n_interleaves and np.all(arms == np.arange(n_interleaves)):  # all, in order
+        return ksp.astype(np.complex128).mean(axis=0)
+    out = np.zeros((ksp.shape[1], n_interleaves, ksp.shape[3]), np.complex128)
+    for i in range(n_interleaves):
+        frames, slots = np.nonzero(arms == i)
+        out[:, i] = ksp[frames, :, slots].astype(np.complex128).mean(axis=0)
+    return out
+
+
+def estimate_coil_maps(
+    mean: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int, window: int = 5
+) -> np.ndarray:
+    """Step 5: Walsh maps from the rotation-averaged k-space (C, I, S), the coil covariance
+    smoothed over a ``window`` x ``window`` box (USC's and SIREM's reference code: 20)."""
+    from sirem_cli.mri.coils import gridded_coil_images, walsh_maps
+
+    dcf64 = np.asarray(dcf, dtype=np.float64)
+    coil_images = gridded_coil_images(mean, traj.astype(np.float32), dcf64, (size, size))
+    return np.asarray(walsh_maps(coil_images, smoothing=window), dtype=np.complex64)
+
+
+def time_averaged_image(
+    mean: np.ndarray, traj: np.ndarray, dcf: np.ndarray, smaps: np.ndarray
+) -> np.ndarray:
+    """x_bar: the SENSE adjoint A^H W of the rotation-averaged k-space, (H, W) complex64.
+
+    All frames together sample k-space fully, so x_bar is the speaker's anatomy at high SNR
+    in the units of a one-rotation gridding, in the upright orientation of every frame.
+    """
+    from sirem_cli.mri.sense import FrameSenseOp
+
+    op = FrameSenseOp(traj, smaps, n_frames=1)
+    y = np.asarray(mean, dtype=np.complex64)[None]  # (1, C, I, S)
+    return np.asarray(op.adjoint(op.weighting(dcf).forward(y))[0], dtype=np.complex64)
+
+
+def _check_xbar(xbar: np.ndarray, reference: np.ndarray, config: PrepareConfig, path: Any) -> None:
+    """x_bar must be upright and pixel-aligned with the references (the identity transform)."""
+    mean_ref = normalize_magnitude(reference.mean(axis=0, keepdims=True))
+    image = normalize_magnitude(np.abs(xbar)[None])
+    transform, corr, _ = find_transform(image, mean_ref)
+    if transform.describe() != "identity" or corr < config.min_orientation_corr:
+        raise FormatError(
+            f"{path}: the time-averaged image does not match the mean reference frame "
+            f"(best transform {transform.describe()}, correlation {corr:.2f})"
+        )
 
 
 def _sample_frames(n_frames: int, n: int = 8) -> np.ndarray:
     return np.unique(np.linspace(0, n_frames - 1, min(n, n_frames)).round().astype(int))
 
 
-def _grid_samples(kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int) -> np.ndarray:
-    """Root-sum-of-squares gridding of a few frames (orientation check)."""
-    from sirem_cli.mri.coils import gridded_coil_images
-
-    idx = _sample_frames(kspace.shape[0])
-    coil_images = gridded_coil_images(kspace[idx], traj.astype(np.float32), dcf, (size, size))
-    return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=1))
-
-
-def estimate_coil_maps(
-    kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int, window: int = 5
-) -> np.ndarray:
-    """Step 5: Walsh maps from k-space averaged over all full rotations, the coil covariance
-    smoothed over a ``window`` x ``window`` box (USC's and SIREM's reference code: 20)."""
-    from sirem_cli.mri.coils import coil_images_from_rotation_average, walsh_maps
-
-    coil_images = coil_images_from_rotation_average(
-        kspace, traj.astype(np.float32), dcf, (size, size)
-    )
-    return np.asarray(walsh_maps(coil_images, smoothing=window), dtype=np.complex64)
-
-
-def _upright_frames(recon_frames: np.ndarray, size: int) -> np.ndarray:
-    """``/recon[k]`` (h5py order) -> upright frames ``/recon[k].T`` resized to size x size."""
-    upright = np.swapaxes(np.asarray(recon_frames, dtype=np.float32), -1, -2)
-    upright = np.maximum(upright, 0)
-    if upright.shape[-2:] != (size, size):
+def _resized(frames: np.ndarray, size: int) -> np.ndarray:
+    """(n, h, w) frames resized to size x size (anti-aliased) when they are not already."""
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.shape[-2:] != (size, size):
         from skimage.transform import resize
 
-        upright = resize(upright, (upright.shape[0], size, size), anti_aliasing=True).astype(
+        frames = resize(frames, (frames.shape[0], size, size), anti_aliasing=True).astype(
             np.float32
         )
-    return upright
+    return frames
 
 
-def load_audio_windows(
-    path: Path, frame_time: np.ndarray, context_s: float, scan_s: float
+def audio_windows(
+    audio: np.ndarray,
+    rate: int,
+    path: Any,
+    frame_time: np.ndarray,
+    context_s: float,
+    scan_s: float,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Step 8: the waveform at 16 kHz and each frame's [start, stop) window in samples."""
+    """Step 8: the waveform at 16 kHz and each frame's [start, stop) window in samples.
+
+    Args:
+        audio: (L,) waveform at ``rate`` Hz, sample 0 at the first acquisition.
+        rate: its sample rate.
+        path: the audio file (for messages).
+        frame_time: (F,) frame centres in seconds.
+        context_s: half-width of each window.
+        scan_s: duration of the scan.
+    """
     import soxr
 
-    from sirem_cli.io.usc import read_wav
-
-    audio, rate = read_wav(path)
     warnings: list[str] = []
     duration = audio.shape[0] / rate
     if duration < scan_s - 1.0:
@@ -429,21 +550,30 @@ def load_audio_windows(
     return np.asarray(audio, dtype=np.float32), window, warnings
 
 
-def eba_from_track(
-    path: Path, ref_index: np.ndarray, nof: int, size: int, config: PrepareConfig
+def eba_maps(
+    contours: list[dict[str, np.ndarray]],
+    contour_size: tuple[int, int],
+    size: int,
+    config: PrepareConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Step 9: explained-by-audio maps and label rasters of the aligned 2-arm frames."""
-    from sirem_cli.io.annot16 import frame_articulators, read_track
+    """Step 9: explained-by-audio maps and label rasters from each frame's contours.
 
-    track = read_track(path)
-    if len(track) != nof:
-        raise FormatError(f"{path}: {len(track)} track records, but /recon has {nof} frames")
-    eba = np.empty((len(ref_index), size, size), np.float32)
-    labels = np.empty((len(ref_index), size, size), np.uint8)
-    for j, k in enumerate(ref_index):
-        arts = frame_articulators(track[int(k)], width=84, height=84)
-        if size != 84:
-            arts = {name: pts * (size / 84) for name, pts in arts.items()}
+    Args:
+        contours: per frame, articulator -> (P, 2) upright pixel polyline on a
+            ``contour_size`` (W, H) grid.
+        contour_size: the contours' grid.
+        size: the prepared image size.
+        config: the eba options.
+
+    Returns:
+        eba (F, size, size) float32 in [0, 1] and labels (F, size, size) uint8.
+    """
+    eba = np.empty((len(contours), size, size), np.float32)
+    labels = np.empty((len(contours), size, size), np.uint8)
+    scale = size / contour_size[0]
+    for j, arts in enumerate(contours):
+        if scale != 1:
+            arts = {name: pts * scale for name, pts in arts.items()}
         eba[j], labels[j] = contour_maps(
             arts,
             (size, size),
@@ -454,26 +584,6 @@ def eba_from_track(
     return eba, labels
 
 
-def _truth_frames(path: Path, ref_index: np.ndarray, size: int) -> np.ndarray:
-    """Synthetic ground truth at the aligned 2-arm frames, normalized to [0, 1]."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            if "truth" not in f:
-                raise FormatError(f"{path}: lacks the dataset 'truth'")
-            truth = f["truth"][np.asarray(ref_index)]
-    except OSError as exc:
-        raise FormatError(
-            f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]})"
-        ) from None
-    if truth.shape[-2:] != (size, size):
-        from skimage.transform import resize
-
-        truth = resize(truth, (truth.shape[0], size, size), anti_aliasing=True)
-    return normalize_magnitude(truth)
-
-
 def summarize(result: PrepareResult) -> list[list[Any]]:
     """Rows of the closing table."""
     return [
@@ -481,6 +591,7 @@ def summarize(result: PrepareResult) -> list[list[Any]]:
             r.prefix,
             r.split,
             r.frames,
+            r.arms_per_frame,
             f"{r.seconds:.1f}",
             "yes" if r.annotated else "no",
             f"{r.orientation} ({r.orientation_corr:.2f})",

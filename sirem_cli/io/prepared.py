@@ -22,14 +22,23 @@ from sirem_cli import __version__
 from sirem_cli.errors import FormatError, InputError
 from sirem_cli.io.atomic import atomic_path
 from sirem_cli.io.schema import (
-    FORMAT_VERSION,
     PREPARED_FORMAT,
+    PREPARED_READABLE,
+    PREPARED_VERSION,
     RECON_DATASETS,
     RECON_FORMAT,
+    RECON_READABLE,
+    RECON_VERSION,
     UTTERANCE_DATASETS,
     DatasetSpec,
     dataset_spec,
 )
+
+#: Format name -> the versions this sirem reads.
+_READABLE = {PREPARED_FORMAT: PREPARED_READABLE, RECON_FORMAT: RECON_READABLE}
+
+#: Datasets a version-2 prepared utterance must hold beyond the version-1 ones.
+V2_REQUIRED = ("arms", "xbar")
 
 SPLITS = ("train", "val", "test")
 
@@ -94,11 +103,12 @@ def open_h5(path: Path, *, expect: str) -> h5py.File:
         f.close()
         raise FormatError(f"{path}: not a {expect} file (format attribute is {fmt!r})")
     version = int(f.attrs.get("format_version", -1))
-    if version != FORMAT_VERSION:
+    readable = _READABLE.get(expect, ())
+    if version not in readable:
         f.close()
         raise FormatError(
             f"{path}: {expect} format version {version} is not supported "
-            f"(this sirem reads version {FORMAT_VERSION})"
+            f"(this sirem reads version {', '.join(map(str, readable))})"
         )
     if "utterances" not in f:
         f.close()
@@ -129,6 +139,7 @@ class _Writer:
     """Common part of the prepared and reconstruction writers."""
 
     format: str
+    version: int
     specs: tuple[DatasetSpec, ...]
 
     def __init__(self, path: Path, root_attrs: dict[str, Any], *, overwrite: bool = True) -> None:
@@ -144,7 +155,7 @@ class _Writer:
         self.file.attrs.update(
             {
                 "format": self.format,
-                "format_version": FORMAT_VERSION,
+                "format_version": self.version,
                 "sirem_version": __version__,
                 "created": now_iso(),
             }
@@ -174,6 +185,7 @@ class PreparedWriter(_Writer):
     """Write a prepared file: ``with PreparedWriter(path, config=...) as w: w.write_utterance(...)``."""
 
     format = PREPARED_FORMAT
+    version = PREPARED_VERSION
     specs = UTTERANCE_DATASETS
 
     def __init__(self, path: Path, *, config: dict[str, Any], overwrite: bool = True) -> None:
@@ -184,6 +196,7 @@ class ReconWriter(_Writer):
     """Write a reconstruction file (``/utterances/<prefix>/recon`` plus timing attributes)."""
 
     format = RECON_FORMAT
+    version = RECON_VERSION
     specs = RECON_DATASETS
 
     def __init__(
@@ -221,13 +234,24 @@ class ReconWriter(_Writer):
 
 @dataclass(frozen=True)
 class UtteranceRef:
-    """Where one utterance lives in a set of prepared files."""
+    """Where one utterance lives in a set of prepared files.
+
+    Attributes:
+        path, prefix, subject, split: as stored.
+        n_frames: F.
+        arms_per_frame: N (13 in version-1 files).
+        version: the file's prepared format version.
+        frame_rate_hz: frames per second.
+    """
 
     path: Path
     prefix: str
     subject: str
     split: str
     n_frames: int
+    arms_per_frame: int = 13
+    version: int = PREPARED_VERSION
+    frame_rate_hz: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -304,8 +328,16 @@ class PreparedSet:
                     self.configs[path] = json.loads(f.attrs.get("config", "{}"))
                 except json.JSONDecodeError:
                     raise FormatError(f"{path}: the config attribute is not JSON") from None
+                version = int(f.attrs["format_version"])
                 for prefix, group in f["utterances"].items():
                     _check_group(group, UTTERANCE_DATASETS, path)
+                    if version >= 2:
+                        for name in V2_REQUIRED:
+                            if name not in group:
+                                raise FormatError(
+                                    f"{path}: {group.name} lacks the dataset {name!r} "
+                                    f"(required in format version {version})"
+                                )
                     if prefix in seen:
                         raise InputError(
                             f"{path}: utterance {prefix} is also in {seen[prefix]} "
@@ -322,6 +354,9 @@ class PreparedSet:
                             subject=str(_attr(group, "subject", path)),
                             split=split,
                             n_frames=int(group["kspace"].shape[0]),
+                            arms_per_frame=int(group["kspace"].shape[2]),
+                            version=version,
+                            frame_rate_hz=float(group.attrs.get("frame_rate_hz", float("nan"))),
                         )
                     )
         if not self.utterances:
@@ -347,8 +382,16 @@ class PreparedSet:
         raise InputError(f"utterance {prefix} is not in {', '.join(str(p) for p in self.paths)}")
 
     @staticmethod
-    def read(ref: UtteranceRef, names: Sequence[str] | None = None) -> dict[str, Any]:
+    def read(
+        ref: UtteranceRef, names: Sequence[str] | None = None, frames: slice | None = None
+    ) -> dict[str, Any]:
         """Read datasets (all when ``names`` is None) and attributes of one utterance.
+
+        Args:
+            ref: the utterance.
+            names: datasets to read (None: all but the embedding cache).
+            frames: read only these frames of the per-frame datasets (those whose first
+                dimension is F); the others are read whole.
 
         Returns:
             A dict of arrays keyed by dataset name, plus ``"attrs"`` (dict). Optional datasets
@@ -360,7 +403,9 @@ class PreparedSet:
             wanted = names if names is not None else [k for k in group if k != "embeddings"]
             for name in wanted:
                 if name in group:
-                    out[name] = group[name][()]
+                    per_frame = dataset_spec(UTTERANCE_DATASETS, name).dims[:1] == ("F",)
+                    index = frames if frames is not None and per_frame else ()
+                    out[name] = group[name][index]
             if "labels" in group:
                 out["attrs"]["label_names"] = _decode(group["labels"].attrs.get("names", "{}"))
             return out

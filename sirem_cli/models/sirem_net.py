@@ -60,7 +60,9 @@ class ModelConfig(JsonConfig):
     Attributes:
         embedding_dim: E, size of the cached audio embedding.
         image_size: (H, W) in pixels.
-        n_arms: A, spiral arms per frame (13 in USC).
+        n_arms: A, interleaves of the trajectory table (13 in USC): one learned weight each.
+        arms_per_frame: N, arms per frame of the data the model was trained on (None: A, the
+            paper's frames of every interleaf); a reconstruction must use the same N.
         decoder_hidden: hidden widths of the decoder (paper: 1024, 2048).
         dropout: decoder dropout probability (the paper gives none; 0.1).
         arm_select: "soft" (paper) or "topk" (hard top-K, straight-through gradient).
@@ -78,6 +80,7 @@ class ModelConfig(JsonConfig):
     embedding_dim: int
     image_size: tuple[int, int] = (84, 84)
     n_arms: int = 13
+    arms_per_frame: int | None = None
     decoder_hidden: tuple[int, ...] = DEFAULT_HIDDEN
     dropout: float = DEFAULT_DROPOUT
     arm_select: str = "soft"
@@ -101,6 +104,11 @@ class ModelConfig(JsonConfig):
             raise InputError(f"image_size must be (H, W) with H, W >= 1, got {self.image_size}")
         if self.embedding_dim < 1 or self.n_arms < 1:
             raise InputError("embedding_dim and n_arms must be >= 1")
+        if self.arms_per_frame is not None and not 1 <= self.arms_per_frame <= self.n_arms:
+            raise InputError(
+                f"arms_per_frame must be in 1..{self.n_arms} (the interleaves), got "
+                f"{self.arms_per_frame}"
+            )
 
 
 class SiremOutput(NamedTuple):

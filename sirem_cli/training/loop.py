@@ -48,6 +48,7 @@ ARM_PARAM = "arm_logits"
 _MODEL_FIELDS = (
     "image_size",
     "n_arms",
+    "arms_per_frame",
     "decoder_hidden",
     "dropout",
     "arm_select",
@@ -65,7 +66,8 @@ class TrainConfig(JsonConfig):
 
     Attributes:
         image_size: (H, W) in pixels; must match the data.
-        n_arms: A, arms per frame.
+        n_arms: A, interleaves (one arm weight each; set from the data by ``sirem train``).
+        arms_per_frame: N, arms per frame of the data (None: A).
         decoder_hidden: decoder hidden widths.
         dropout: decoder dropout (the paper gives no value; 0.1).
         arm_select: "soft" or "topk" (straight-through hard top-K).
@@ -99,6 +101,7 @@ class TrainConfig(JsonConfig):
 
     image_size: tuple[int, int] = (84, 84)
     n_arms: int = 13
+    arms_per_frame: int | None = None
     decoder_hidden: tuple[int, ...] = DEFAULT_HIDDEN
     dropout: float = DEFAULT_DROPOUT
     arm_select: str = "soft"
@@ -179,15 +182,18 @@ class FrameData:
     Attributes:
         embeddings: (N, E) float32 cached audio embeddings.
         arm_images: (N, A, H, W) complex64 per-arm coil-combined images
-            B_a = sum_c conj(S_c) NUFFT^H(dcf_a * k_{c,a}).
+            B_a = sum_c conj(S_c) NUFFT^H(dcf_a * k_{c,a}) (A here: arms per frame).
         target: (N, H, W) float32 reference frames in [0, 1].
         eba: (N, H, W) float32 explained-by-audio maps in [0, 1], or None.
+        arms: (N, A) int interleaf of each arm image, or None (every frame holds all
+            interleaves in order).
     """
 
     embeddings: Any
     arm_images: Any
     target: Any
     eba: Any | None = None
+    arms: Any | None = None
 
     def __post_init__(self) -> None:
         emb, arms, target = _shape(self.embeddings), _shape(self.arm_images), _shape(self.target)
@@ -207,6 +213,10 @@ class FrameData:
             )
         if self.eba is not None and _shape(self.eba) != target:
             raise ShapeError(f"frame data: eba must be {target}, got {_shape(self.eba)}")
+        if self.arms is not None and _shape(self.arms) != (n_frames, arms[1]):
+            raise ShapeError(
+                f"frame data: arms must be (N, A) = {(n_frames, arms[1])}, got {_shape(self.arms)}"
+            )
 
     def __len__(self) -> int:
         return _shape(self.embeddings)[0]
@@ -229,7 +239,7 @@ class FrameData:
 
     def batch(
         self, index: np.ndarray, device: torch.device, *, with_eba: bool = False
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
         """Gather frames onto ``device``.
 
         Args:
@@ -239,7 +249,7 @@ class FrameData:
 
         Returns:
             embeddings (b, E) float32, arm_images (b, A, H, W) complex64, target (b, H, W)
-            float32, eba (b, H, W) float32 or None.
+            float32, eba (b, H, W) float32 or None, arms (b, A) int64 or None.
         """
         embeddings = _take(self.embeddings, index).to(device=device, dtype=torch.float32)
         arm_images = _take(self.arm_images, index).to(device=device, dtype=torch.complex64)
@@ -249,7 +259,10 @@ class FrameData:
             if self.eba is None:
                 raise InputError("these frames have no explained-by-audio maps (eba)")
             eba = _take(self.eba, index).to(device=device, dtype=torch.float32)
-        return embeddings, arm_images, target, eba
+        arms = None
+        if self.arms is not None:
+            arms = _take(self.arms, index).to(device=device, dtype=torch.long)
+        return embeddings, arm_images, target, eba, arms
 
     def embedding_stats(self, chunk: int = 1024) -> tuple[Tensor, Tensor]:
         """(E,) mean and standard deviation of the embeddings over all frames."""
@@ -290,6 +303,7 @@ class FrameData:
         if len(parts) == 1:
             return parts[0]
         with_eba = all(part.eba is not None for part in parts)
+        with_arms = any(part.arms is not None for part in parts)
 
         def cat(field: str) -> Tensor:
             return torch.cat([_take(getattr(p, field), np.arange(len(p))) for p in parts])
@@ -299,7 +313,15 @@ class FrameData:
             arm_images=cat("arm_images"),
             target=cat("target"),
             eba=cat("eba") if with_eba else None,
+            arms=torch.cat([_arms_of(p) for p in parts]) if with_arms else None,
         )
+
+
+def _arms_of(part: FrameData) -> Tensor:
+    """A part's arms, or every interleaf in order when it has none."""
+    if part.arms is not None:
+        return _take(part.arms, np.arange(len(part))).to(torch.long)
+    return torch.arange(part.n_arms).expand(len(part), -1)
 
 
 def save_frame_data(data: FrameData, path: Path) -> Path:
@@ -313,6 +335,8 @@ def save_frame_data(data: FrameData, path: Path) -> Path:
     }
     if data.eba is not None:
         payload["eba"] = _take(data.eba, index).to(torch.float32)
+    if data.arms is not None:
+        payload["arms"] = _take(data.arms, index).to(torch.long)
     with atomic_path(Path(path)) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -324,7 +348,11 @@ def load_frame_data(path: Path) -> FrameData:
     if not isinstance(payload, dict) or payload.get("format") != "sirem-frame-data":
         raise FormatError(f"{path}: not a sirem frame-data file")
     return FrameData(
-        payload["embeddings"], payload["arm_images"], payload["target"], payload.get("eba")
+        payload["embeddings"],
+        payload["arm_images"],
+        payload["target"],
+        payload.get("eba"),
+        payload.get("arms"),
     )
 
 
@@ -416,8 +444,15 @@ def _check_data(config: TrainConfig, data: FrameData, name: str, embedding_dim: 
             f"{name} data: images are {data.image_size[0]}x{data.image_size[1]} but image_size "
             f"is {config.image_size[0]}x{config.image_size[1]}"
         )
-    if data.n_arms != config.n_arms:
-        raise ShapeError(f"{name} data: {data.n_arms} arms per frame, n_arms is {config.n_arms}")
+    per_frame = config.arms_per_frame or config.n_arms
+    if data.n_arms != per_frame:
+        raise ShapeError(
+            f"{name} data: {data.n_arms} arms per frame, the model expects {per_frame}"
+        )
+    if data.arms is None and data.n_arms != config.n_arms:
+        raise ShapeError(
+            f"{name} data: no arms index, but {data.n_arms} != {config.n_arms} interleaves"
+        )
     if data.embedding_dim != embedding_dim:
         raise ShapeError(
             f"{name} data: embeddings of size {data.embedding_dim}, expected {embedding_dim}"
@@ -488,10 +523,10 @@ def evaluate_frames(
         with torch.no_grad():
             index = runtime.eval_indices(len(data))
             for batch_index in _split_batches(index, config.val_batch_size):
-                embeddings, arm_images, target, eba = data.batch(
+                embeddings, arm_images, target, eba, arms = data.batch(
                     batch_index, device, with_eba=with_eba
                 )
-                out = model(embeddings, arm_images, eba)
+                out = model(embeddings, arm_images, eba, arms)
                 terms = _loss(out, target, config, weights)
                 count = len(batch_index)
                 sums[0] += terms.total.double() * count
@@ -639,10 +674,10 @@ def _train(
         sums = torch.zeros(6, dtype=torch.float64, device=device)  # 5 terms * b, frames
         model.train()
         for step, batch_index in enumerate(batches, start=1):
-            embeddings, arm_images, target, eba = train_data.batch(
+            embeddings, arm_images, target, eba, arms = train_data.batch(
                 batch_index, device, with_eba=with_eba
             )
-            out = wrapped(embeddings, arm_images, eba)
+            out = wrapped(embeddings, arm_images, eba, arms)
             terms = _loss(out, target, config, weights)
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
