@@ -77,3 +77,14 @@ def shared_anatomy_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
         prepare(corpus, path, PrepareConfig(), overwrite=True)
 
     return _shared(tmp_path_factory, "shared-anatomy.h5", build)
+
+
+@pytest.fixture(scope="session")
+def prepared_n2(tmp_path_factory: pytest.TempPathFactory, synth_corpus: Path) -> Path:
+    """The shared corpus prepared at 2 arms per frame (83 frames/s; read-only for tests)."""
+    from sirem_cli.data.prepare import PrepareConfig, prepare
+
+    def build(path: Path) -> None:
+        prepare(synth_corpus, path, PrepareConfig(arms_per_frame=2), overwrite=True)
+
+    return _shared(tmp_path_factory, "prepared-n2.h5", build)

@@ -264,7 +264,9 @@ def run_train(
                 utterance_embeddings(ref, encoder, batch_size=run.encode_batch)
         dist.barrier()
     n_interleaves, arms_per_frame = frame_geometry([*train_refs, *val_refs])
-    config = dataclasses.replace(config, n_arms=n_interleaves, arms_per_frame=arms_per_frame)
+    config = dataclasses.replace(
+        config, n_arms=n_interleaves, arms_per_frame=arms_per_frame, target=run.target
+    )
     need_eba = config.eba_mode in ("static", "frame", "learned")
     train_data = frame_data(train_refs, encoder, run, need_eba=need_eba, progress=progress)
     val_data = (
@@ -375,6 +377,7 @@ def run_reconstruct(
     record = {
         "branch": branch,
         "checkpoint": str(checkpoint),
+        "target": ckpt.train_config.get("target", "reference"),
         "split": split,
         "batch": batch,
         "encoder": ckpt.encoder,

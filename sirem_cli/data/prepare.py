@@ -172,12 +172,10 @@ def prepare(
         for i, entry in enumerate(usable):
             if progress is not None:
                 progress(entry.prefix, i, len(usable))
-            arrays, attrs, report = prepare_utterance(source.read(entry), config)
-            attrs["split"] = split_of[entry.subject]
-            report.split = attrs["split"]
-            writer.write_utterance(entry.prefix, attrs, arrays)
+            with source.read(entry) as utt:
+                report = prepare_utterance(utt, config, writer, split=split_of[entry.subject])
+            writer.flush()
             reports.append(report)
-            del arrays
         if progress is not None:
             progress("", len(usable), len(usable))
     n_plain = sum(not r.annotated for r in reports)
@@ -186,18 +184,28 @@ def prepare(
     return PrepareResult(Path(out), reports, skipped, notes, time.perf_counter() - t0)
 
 
+#: Acquisitions read per block in the writing pass (bounds prepare's memory on long scans).
+ACQUISITIONS_PER_BLOCK = 1024
+
+
 def prepare_utterance(
-    utt: RawUtterance, config: PrepareConfig
-) -> tuple[dict[str, np.ndarray], dict[str, Any], UtteranceReport]:
-    """Run the steps of method.md section 1 on one utterance.
+    utt: RawUtterance, config: PrepareConfig, writer: PreparedWriter, *, split: str = "train"
+) -> UtteranceReport:
+    """Run the steps of method.md section 1 on one utterance and write its group.
+
+    Three passes over the raw acquisitions, a block at a time, so memory does not grow with the
+    scan's length: the interleaf table and frame layout; the k-space maxima (normalization);
+    then binning, normalization and writing, accumulating each interleaf's average for the coil
+    maps and x_bar, which are written last.
 
     Returns:
-        The datasets and attributes of its ``/utterances/<prefix>`` group and a report line.
+        The report line.
     """
     warnings: list[str] = []
     raw_path = utt.path("raw")
     ns, tr_s = utt.n_acquisitions, utt.tr_s
-    table_cycles, dcf, n_interleaves = interleaf_table(utt.traj, utt.dcf, utt.interleaf, raw_path)
+    interleaf, table_cycles, dcf = scan_interleaves(utt.raw, raw_path)  # step 3
+    n_interleaves = table_cycles.shape[0]
     n_arms = config.arms_per_frame or n_interleaves
     if not 1 <= n_arms <= n_interleaves:
         raise InputError(
@@ -213,10 +221,9 @@ def prepare_utterance(
             f"{skip_acq} ({config.skip_frames} rotations of {n_interleaves}, --skip-frames)"
         )
     frames = np.arange(first, first + n_frames)
-    acq, arms = bin_frames(utt.interleaf, frames, n_arms)  # steps 2-3: (F, N) each
-    kspace = np.ascontiguousarray(utt.data[acq].transpose(0, 2, 1, 3))  # (F, C, N, S)
+    acq, arms = bin_frames(interleaf, frames, n_arms)  # step 2: (F, N) each
 
-    n_ref = utt.reference.shape[0]
+    n_ref = utt.n_reference
     if abs(n_ref - ns // utt.reference_arms) > 1:
         raise FormatError(
             f"{utt.path('recon')}: holds {n_ref} reference frames, expected "
@@ -230,14 +237,13 @@ def prepare_utterance(
             f"{utt.path('recon')}: holds {n_ref} reference frames, frame {ref_index[-1]} is needed"
         )
     size = config.image_size
-    reference = _resized(utt.reference[ref_index], size)
 
     # Step 7: orientation of a plain gridding of whole rotations, checked against the
     # reference and folded into the data.
     traj_raw = to_radians(table_cycles)
-    blocks, block_ref = _rotation_blocks(utt.interleaf, skip_acq, n_interleaves, ns, utt)
-    gridded = _grid_blocks(utt.data, utt.interleaf, blocks, traj_raw, dcf, size)
-    check = normalize_magnitude(_resized(utt.reference[block_ref], size))
+    blocks, block_ref = _rotation_blocks(interleaf, skip_acq, n_interleaves, ns, utt)
+    gridded = _grid_blocks(utt.raw, interleaf, blocks, traj_raw, dcf, size)
+    check = normalize_magnitude(_resized(utt.reference_at(block_ref), size))
     transform, corr, _ = find_transform(gridded, check)
     if corr < config.min_orientation_corr:
         raise FormatError(
@@ -245,59 +251,29 @@ def prepare_utterance(
             f"orientation (best correlation {corr:.2f} < {config.min_orientation_corr})"
         )
     traj, factor = fold_trajectory(traj_raw, transform)
-    kspace = (kspace * factor[arms][:, None]).astype(np.complex64)
+    frame_blocks = _frame_blocks(n_frames, n_arms)
 
-    # Step 4: k-space normalization.
-    mags = np.abs(kspace)
+    def folded(block: slice) -> np.ndarray:
+        """(b, C, N, S) complex64 k-space of a block of frames, in the upright axes."""
+        lo, hi = int(acq[block].min()), int(acq[block].max()) + 1
+        data, _, _, _ = utt.raw.read(lo, hi)
+        kspace = data[acq[block] - lo].transpose(0, 2, 1, 3)  # (b, C, N, S)
+        return (kspace * factor[arms[block]][:, None]).astype(np.complex64)
+
+    # Step 4: k-space normalization (the maxima first).
+    frame_max = np.concatenate(
+        [np.abs(folded(b)).reshape(b.stop - b.start, -1).max(axis=1) for b in frame_blocks]
+    )
+    scale: float | np.ndarray
     if config.kspace_norm == "utterance":
-        scale: float | np.ndarray = float(mags.max())
-        kspace /= np.float32(scale) if scale > 0 else 1
+        scale = float(frame_max.max())
     else:
-        scale = mags.reshape(n_frames, -1).max(axis=1)
-        kspace /= np.where(scale > 0, scale, 1).astype(np.float32)[:, None, None, None]
-    del mags
+        scale = frame_max
 
-    # Step 5: coil maps, and the time-averaged image x_bar, from the rotation average.
-    mean = rotation_average(kspace, arms, n_interleaves)  # (C, I, S)
-    smaps = estimate_coil_maps(mean, traj, dcf, size, config.coil_window)
-    xbar = time_averaged_image(mean, traj, dcf, smaps)
-    _check_xbar(xbar, reference, config, raw_path)
-    frame_time = centre_tr * tr_s
-
-    audio, window, audio_warn = audio_windows(
-        utt.audio,
-        utt.audio_rate_hz,
-        utt.path("audio"),
-        frame_time,
-        config.audio_context_s,
-        ns * tr_s,
-    )  # step 8
-    warnings += audio_warn
-
-    arrays: dict[str, np.ndarray] = {
-        "kspace": kspace,
-        "traj": traj,
-        "dcf": dcf,
-        "arms": arms.astype(np.int16),
-        "smaps": smaps,
-        "xbar": xbar,
-        "reference": normalize_magnitude(reference),
-        "ref_index": ref_index,
-        "frame_time": frame_time,
-        "audio": audio,
-        "audio_window": window,
-    }
     annotated = utt.contours_at is not None
-    if annotated:  # step 9
-        eba, labels = eba_maps(utt.contours_at(ref_index), utt.contour_size, size, config)
-        arrays["eba"] = eba
-        arrays["labels"] = labels
-    if utt.truth_at is not None:
-        arrays["truth"] = normalize_magnitude(_resized(utt.truth_at(ref_index), size))
-
     attrs: dict[str, Any] = {
         "subject": utt.entry.subject,
-        "split": "train",
+        "split": split,
         "tr_s": tr_s,
         "arms_per_frame": n_arms,
         "n_interleaves": n_interleaves,
@@ -315,10 +291,71 @@ def prepare_utterance(
         "audio_context_s": config.audio_context_s,
         "has_annotations": annotated,
     }
-    report = UtteranceReport(
+    out = writer.begin_utterance(utt.entry.prefix, attrs)
+    n_coils, n_samples = utt.raw.n_channels, table_cycles.shape[1]
+    out.create("kspace", (n_frames, n_coils, n_arms, n_samples))
+    per_frame = ["reference"] + (["eba", "labels"] if annotated else [])
+    if utt.truth_at is not None:
+        per_frame.append("truth")
+    for name in per_frame:
+        out.create(name, (n_frames, size, size))
+
+    # Step 5 runs alongside the writing: each interleaf's average over the frames.
+    sums = np.zeros((n_coils, n_interleaves, n_samples), np.complex128)
+    counts = np.zeros(n_interleaves, np.int64)
+    reference_sum = np.zeros((size, size), np.float64)
+    for block in frame_blocks:
+        kspace = folded(block)
+        if config.kspace_norm == "utterance":
+            kspace /= np.float32(scale) if scale > 0 else 1
+        else:
+            peak = frame_max[block]
+            kspace /= np.where(peak > 0, peak, 1).astype(np.float32)[:, None, None, None]
+        out.write("kspace", block, kspace)
+        _accumulate(sums, counts, kspace, arms[block])
+        reference = _resized(utt.reference_at(ref_index[block]), size)
+        reference_sum += reference.sum(axis=0)
+        out.write("reference", block, normalize_magnitude(reference))
+        if annotated:  # step 9
+            eba, labels = eba_maps(
+                utt.contours_at(ref_index[block]), utt.contour_size, size, config
+            )
+            out.write("eba", block, eba)
+            out.write("labels", block, labels)
+        if utt.truth_at is not None:
+            truth = _resized(utt.truth_at(ref_index[block]), size)
+            out.write("truth", block, normalize_magnitude(truth))
+
+    mean = sums / np.maximum(counts, 1)[None, :, None]  # (C, I, S)
+    smaps = estimate_coil_maps(mean, traj, dcf, size, config.coil_window)
+    xbar = time_averaged_image(mean, traj, dcf, smaps)
+    _check_xbar(xbar, reference_sum / n_frames, config, raw_path)
+    frame_time = centre_tr * tr_s
+    audio, window, audio_warn = audio_windows(
+        utt.audio,
+        utt.audio_rate_hz,
+        utt.path("audio"),
+        frame_time,
+        config.audio_context_s,
+        ns * tr_s,
+    )  # step 8
+    warnings += audio_warn
+    for name, value in (
+        ("traj", traj),
+        ("dcf", dcf),
+        ("arms", arms.astype(np.int16)),
+        ("smaps", smaps),
+        ("xbar", xbar),
+        ("ref_index", ref_index),
+        ("frame_time", frame_time),
+        ("audio", audio),
+        ("audio_window", window),
+    ):
+        out.put(name, value)
+    return UtteranceReport(
         prefix=utt.entry.prefix,
         subject=utt.entry.subject,
-        split="",
+        split=split,
         frames=n_frames,
         arms_per_frame=n_arms,
         seconds=ns * tr_s,
@@ -327,57 +364,88 @@ def prepare_utterance(
         orientation_corr=corr,
         warnings=warnings,
     )
-    return arrays, attrs, report
 
 
-def interleaf_table(
-    traj: np.ndarray, dcf: np.ndarray, interleaf: np.ndarray, path: Any
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Step 3: the utterance's interleaf table from its acquisitions.
+def _frame_blocks(n_frames: int, n_arms: int) -> list[slice]:
+    """Consecutive blocks of frames of about :data:`ACQUISITIONS_PER_BLOCK` acquisitions."""
+    step = max(1, ACQUISITIONS_PER_BLOCK // n_arms)
+    return [slice(a, min(a + step, n_frames)) for a in range(0, n_frames, step)]
 
-    Args:
-        traj: (ns, S, 2) cycles/pixel per acquisition.
-        dcf: (ns, S) density compensation per acquisition.
-        interleaf: (ns,) interleaf index per acquisition.
+
+def _accumulate(sums: np.ndarray, counts: np.ndarray, kspace: np.ndarray, arms: np.ndarray) -> None:
+    """Add each arm's k-space (b, C, N, S) to its interleaf's sum (C, I, S)."""
+    if kspace.shape[2] == sums.shape[1] and np.all(arms == np.arange(sums.shape[1])):
+        sums += kspace.astype(np.complex128).sum(axis=0)
+        counts += kspace.shape[0]
+        return
+    for interleaf in np.unique(arms):
+        frames, slots = np.nonzero(arms == interleaf)
+        sums[:, interleaf] += kspace[frames, :, slots].astype(np.complex128).sum(axis=0)
+        counts[interleaf] += frames.size
+
+
+def scan_interleaves(raw: Any, path: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pass 0: each acquisition's interleaf and the interleaf table. The k-space is read too
+    (and dropped), so that NaN/Inf anywhere in the file is reported even where no frame uses it.
 
     Returns:
-        traj (I, S, 2) float64 cycles/pixel, dcf (I, S) float32 and I.
-
-    Raises:
-        FormatError: an interleaf never acquired, a trajectory outside |k| ~ 0.5, an interleaf
-            whose trajectory changes within the utterance (format version 2 stores one table),
-            or a negative/non-finite DCF.
+        interleaf (ns,) int64, traj (I, S, 2) float64 cycles/pixel and dcf (I, S) float32
+        (:func:`interleaf_table`).
     """
-    il = np.asarray(interleaf).astype(np.int64)
-    if il.size == 0 or il.min() < 0:
+    parts_il, table, table_dcf = [], None, None
+    ns = raw.n_acquisitions
+    for lo in range(0, ns, ACQUISITIONS_PER_BLOCK * 4):
+        hi = min(ns, lo + ACQUISITIONS_PER_BLOCK * 4)
+        _, traj, interleaf, _ = raw.read(lo, hi)
+        parts_il.append(interleaf)
+        table, table_dcf = _merge_table(table, table_dcf, traj, interleaf, path)
+    interleaf = np.concatenate(parts_il)
+    if interleaf.min() < 0:
         raise FormatError(f"{path}: interleaf indices (kspace_encode_step_1) must be >= 0")
-    n_interleaves = int(il.max()) + 1
-    first = np.full(n_interleaves, -1)
-    seen, index = np.unique(il, return_index=True)
-    first[seen] = index
-    if np.any(first < 0):
-        lacking = int(np.flatnonzero(first < 0)[0])
+    n_interleaves = int(interleaf.max()) + 1
+    missing = [i for i in range(n_interleaves) if i not in table]
+    if missing:
         raise FormatError(
-            f"{path}: interleaf {lacking} of 0..{n_interleaves - 1} is never acquired "
+            f"{path}: interleaf {missing[0]} of 0..{n_interleaves - 1} is never acquired "
             "(kspace_encode_step_1)"
         )
-    table = np.asarray(traj)[first].astype(np.float64)  # (I, S, 2)
-    kmax = float(np.hypot(table[..., 0], table[..., 1]).max())
+    traj_table = np.stack([table[i] for i in range(n_interleaves)]).astype(np.float64)
+    dcf_table = np.stack([table_dcf[i] for i in range(n_interleaves)]).astype(np.float32)
+    kmax = float(np.hypot(traj_table[..., 0], traj_table[..., 1]).max())
     if not 0.4 <= kmax <= 0.6:
         raise FormatError(f"{path}: max |k| is {kmax:.3g}, expected about 0.5 cycles/pixel")
-    drift = float(np.abs(np.asarray(traj) - table[il]).max())
+    if not np.all(np.isfinite(dcf_table)) or dcf_table.min() < -1e-6:
+        raise FormatError(
+            f"{path}: the density compensation (traj[:, 2]) has negative or non-finite values"
+        )
+    return interleaf, traj_table, dcf_table
+
+
+def _merge_table(
+    table: dict[int, np.ndarray] | None,
+    table_dcf: dict[int, np.ndarray] | None,
+    traj: np.ndarray,
+    interleaf: np.ndarray,
+    path: Any,
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Add a block's first occurrences to the table and check every arm against it."""
+    table = {} if table is None else table
+    table_dcf = {} if table_dcf is None else table_dcf
+    for i, index in zip(*np.unique(interleaf, return_index=True), strict=True):
+        if int(i) not in table:
+            table[int(i)] = traj[index, :, :2].astype(np.float64)
+            table_dcf[int(i)] = traj[index, :, 2]
+    if interleaf.min() < 0:
+        raise FormatError(f"{path}: interleaf indices (kspace_encode_step_1) must be >= 0")
+    expected = np.stack([table[int(i)] for i in interleaf])  # (n, S, 2)
+    drift = float(np.abs(traj[..., :2] - expected).max())
     if drift > 1e-3:
         raise FormatError(
             f"{path}: the trajectory of an interleaf changes within the utterance (by "
             f"{drift:.3g} cycles/pixel); sirem stores one trajectory per interleaf (format "
             "version 2) and cannot prepare it"
         )
-    table_dcf = np.asarray(dcf)[first].astype(np.float32)
-    if not np.all(np.isfinite(table_dcf)) or table_dcf.min() < -1e-6:
-        raise FormatError(
-            f"{path}: the density compensation (traj[:, 2]) has negative or non-finite values"
-        )
-    return table, table_dcf, n_interleaves
+    return table, table_dcf
 
 
 def bin_frames(
@@ -414,11 +482,11 @@ def _rotation_blocks(
     acq = starts[:, None] + np.arange(n_interleaves)[None, :]  # (n, I)
     order = np.argsort(np.asarray(interleaf)[acq], axis=1, kind="stable")
     ref = np.floor((starts + n_interleaves / 2) / utt.reference_arms).astype(np.int64)
-    return np.take_along_axis(acq, order, axis=1), np.minimum(ref, utt.reference.shape[0] - 1)
+    return np.take_along_axis(acq, order, axis=1), np.minimum(ref, utt.n_reference - 1)
 
 
 def _grid_blocks(
-    data: np.ndarray,
+    raw: Any,
     interleaf: np.ndarray,
     blocks: np.ndarray,
     traj: np.ndarray,
@@ -428,35 +496,15 @@ def _grid_blocks(
     """Root-sum-of-squares gridding of whole rotations (raw axes, orientation check)."""
     from sirem_cli.mri.coils import gridded_coil_images
 
-    kspace = data[blocks].transpose(0, 2, 1, 3)  # (n, C, I, S)
-    il = np.asarray(interleaf)[blocks]  # (n, I)
-    if not np.all(il == il[:1]):  # blocks that are not one rotation each: grid each alone
-        images = [
-            gridded_coil_images(k[None], traj[i].astype(np.float32), dcf[i], (size, size))[0]
-            for k, i in zip(kspace, il, strict=True)
-        ]
-        coil_images = np.stack(images)
-    else:
-        coil_images = gridded_coil_images(
-            kspace, traj[il[0]].astype(np.float32), dcf[il[0]], (size, size)
-        )
-    return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=1))
-
-
-def rotation_average(kspace: np.ndarray, arms: np.ndarray, n_interleaves: int) -> np.ndarray:
-    """Each interleaf's k-space averaged over every frame that acquired it: (C, I, S) complex128.
-
-    The average over whole rotations: motion averages out, and all interleaves together are
-    one fully sampled, high-SNR frame (the input of the coil maps and of x_bar).
-    """
-    ksp = np.asarray(kspace)
-    if arms.shape[1] == n_interleaves and np.all(arms == np.arange(n_interleaves)):  # all, in order
-        return ksp.astype(np.complex128).mean(axis=0)
-    out = np.zeros((ksp.shape[1], n_interleaves, ksp.shape[3]), np.complex128)
-    for i in range(n_interleaves):
-        frames, slots = np.nonzero(arms == i)
-        out[:, i] = ksp[frames, :, slots].astype(np.complex128).mean(axis=0)
-    return out
+    images = []
+    for block in blocks:  # (I,) acquisitions of one rotation, sorted by interleaf
+        lo, hi = int(block.min()), int(block.max()) + 1
+        data, _, _, _ = raw.read(lo, hi)
+        kspace = data[block - lo].transpose(1, 0, 2)[None]  # (1, C, I, S)
+        il = np.asarray(interleaf)[block]
+        coil = gridded_coil_images(kspace, traj[il].astype(np.float32), dcf[il], (size, size))
+        images.append(np.sqrt(np.sum(np.abs(coil[0]) ** 2, axis=0)))
+    return np.stack(images)
 
 
 def estimate_coil_maps(
@@ -486,9 +534,14 @@ def time_averaged_image(
     return np.asarray(op.adjoint(op.weighting(dcf).forward(y))[0], dtype=np.complex64)
 
 
-def _check_xbar(xbar: np.ndarray, reference: np.ndarray, config: PrepareConfig, path: Any) -> None:
-    """x_bar must be upright and pixel-aligned with the references (the identity transform)."""
-    mean_ref = normalize_magnitude(reference.mean(axis=0, keepdims=True))
+def _check_xbar(xbar: np.ndarray, mean_ref: np.ndarray, config: PrepareConfig, path: Any) -> None:
+    """x_bar must be upright and pixel-aligned with the references (the identity transform).
+
+    Args:
+        xbar: (H, W) complex time-averaged image.
+        mean_ref: (H, W) mean of the frames' references.
+    """
+    mean_ref = normalize_magnitude(mean_ref[None])
     image = normalize_magnitude(np.abs(xbar)[None])
     transform, corr, _ = find_transform(image, mean_ref)
     if transform.describe() != "identity" or corr < config.min_orientation_corr:

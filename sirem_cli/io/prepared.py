@@ -120,6 +120,23 @@ def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:160]
 
 
+def _chunks(shape: tuple[int, ...]) -> Any:
+    """Frame-wise chunks for 3-D and larger datasets (readers slice frames), else default."""
+    if len(shape) >= 3 and int(np.prod(shape)) > 4096:
+        return (1, *shape[1:]) if shape[0] > 1 else True
+    return None
+
+
+def _create_dataset(
+    group: h5py.Group, spec: DatasetSpec, name: str, shape: tuple[int, ...]
+) -> h5py.Dataset:
+    if len(shape) != len(spec.dims):
+        raise ValueError(f"{name}: expected {len(spec.dims)} dims {spec.dims}, got shape {shape}")
+    ds = group.create_dataset(name, shape=shape, dtype=spec.dtype, chunks=_chunks(shape))
+    ds.attrs["dims"] = ",".join(spec.dims)
+    return ds
+
+
 def _write_dataset(group: h5py.Group, spec: DatasetSpec, name: str, value: np.ndarray) -> None:
     arr = np.asarray(value)
     if arr.dtype != np.dtype(spec.dtype):
@@ -129,10 +146,41 @@ def _write_dataset(group: h5py.Group, spec: DatasetSpec, name: str, value: np.nd
             f"{name}: expected {len(spec.dims)} dims {spec.dims}, got shape {arr.shape}"
         )
     kwargs: dict[str, Any] = {}
-    if arr.ndim >= 3 and arr.size > 4096:
-        kwargs["chunks"] = (1, *arr.shape[1:]) if arr.shape[0] > 1 else True
+    chunks = _chunks(arr.shape)
+    if chunks is not None:
+        kwargs["chunks"] = chunks
     ds = group.create_dataset(name, data=arr, **kwargs)
     ds.attrs["dims"] = ",".join(spec.dims)
+
+
+class UtteranceWriter:
+    """One ``/utterances/<prefix>`` group being written piece by piece (bounded memory).
+
+    ``create`` makes a dataset of a known shape that ``write`` fills by frame slices; ``put``
+    writes a whole array; ``attrs`` are set whenever known.
+    """
+
+    def __init__(self, group: h5py.Group, specs: tuple[DatasetSpec, ...]) -> None:
+        self.group = group
+        self.specs = specs
+
+    def set_attrs(self, attrs: dict[str, Any]) -> None:
+        """Set (or replace) attributes of the group."""
+        for key, value in attrs.items():
+            self.group.attrs[key] = value
+
+    def create(self, name: str, shape: tuple[int, ...]) -> None:
+        """An empty dataset of the schema's dtype and ``shape`` (filled with :meth:`write`)."""
+        _create_dataset(self.group, dataset_spec(self.specs, name), name, tuple(shape))
+
+    def write(self, name: str, frames: slice, values: np.ndarray) -> None:
+        """``dataset[frames] = values`` (cast to the schema's dtype)."""
+        spec = dataset_spec(self.specs, name)
+        self.group[name][frames] = np.asarray(values).astype(spec.dtype, copy=False)
+
+    def put(self, name: str, values: np.ndarray) -> None:
+        """Write a whole dataset."""
+        _write_dataset(self.group, dataset_spec(self.specs, name), name, values)
 
 
 class _Writer:
@@ -168,16 +216,25 @@ class _Writer:
     def __exit__(self, *exc: object) -> bool | None:
         return self._stack.__exit__(*exc)
 
+    def begin_utterance(self, prefix: str, attrs: dict[str, Any]) -> UtteranceWriter:
+        """Start the ``/utterances/<prefix>`` group; its datasets are written piece by piece."""
+        assert self.file is not None, "use the writer as a context manager"
+        utterance = UtteranceWriter(self.file["utterances"].create_group(prefix), self.specs)
+        utterance.set_attrs(attrs)
+        return utterance
+
     def write_utterance(
         self, prefix: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray]
     ) -> None:
         """Write one ``/utterances/<prefix>`` group with its attributes and datasets."""
-        assert self.file is not None, "use the writer as a context manager"
-        group = self.file["utterances"].create_group(prefix)
-        for key, value in attrs.items():
-            group.attrs[key] = value
+        utterance = self.begin_utterance(prefix, attrs)
         for name, value in arrays.items():
-            _write_dataset(group, dataset_spec(self.specs, name), name, value)
+            utterance.put(name, value)
+        self.flush()
+
+    def flush(self) -> None:
+        """Flush the file to disk."""
+        assert self.file is not None, "use the writer as a context manager"
         self.file.flush()
 
 

@@ -95,6 +95,7 @@ class TrainConfig(JsonConfig):
         seed: seed of the weights, the frame order and dropout.
         device: "auto", "cpu", "cuda" or "cuda:N".
         val_batch_size: frames per validation batch.
+        target: what the frames were trained against: "reference" or "truth" (recorded).
     """
 
     _unknown_what = "training option(s)"
@@ -126,6 +127,7 @@ class TrainConfig(JsonConfig):
     seed: int = 0
     device: str = "auto"
     val_batch_size: int = 32
+    target: str = "reference"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))

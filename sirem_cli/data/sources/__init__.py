@@ -27,7 +27,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sirem_cli.errors import InputError
 
@@ -65,20 +65,38 @@ class UtteranceEntry:
         return [k for k in kinds if k not in self.files]
 
 
+class AcquisitionReader(Protocol):
+    """Blockwise access to an utterance's raw acquisitions (:class:`sirem_cli.io.ismrmrd.RawReader`).
+
+    Attributes:
+        n_acquisitions: ns, one spiral arm per TR.
+    """
+
+    n_acquisitions: int
+
+    def read(
+        self, start: int, stop: int, *, data: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """data (n, C, S) complex64 (None without ``data``), traj (n, S, 3) (kx, ky in
+        cycles/pixel, raw image axes; dcf), interleaf (n,), repetition (n,)."""
+        ...
+
+    def close(self) -> None:
+        """Release the file."""
+        ...
+
+
 @dataclass
 class RawUtterance:
-    """Everything ``prepare`` reads of one utterance, in the corpus's own units.
+    """What ``prepare`` reads of one utterance, lazily (bounded memory on long scans).
 
     Attributes:
         entry: where it came from.
-        data: (ns, C, S) complex64 k-space, one row per acquisition (one spiral arm per TR),
-            in acquisition order.
-        traj: (ns, S, 2) float trajectory of each acquisition in cycles/pixel (|k| <= 0.5),
-            raw image axes.
-        dcf: (ns, S) float32 density compensation of each acquisition.
-        interleaf: (ns,) int64 interleaf index of each acquisition (0 .. I - 1).
+        raw: the acquisitions (call :meth:`close` when done).
         tr_s: repetition time (one arm) in seconds.
-        reference: (R, H, W) float32 upright reference frames (non-negative, any scale).
+        n_reference: R, the number of reference frames.
+        reference_at: ``reference_at(indices)`` -> (n, H, W) float32 upright reference frames
+            (non-negative, any scale).
         reference_arms: acquisitions per reference frame (2 in USC: ``/recon`` frame k holds
             acquisitions 2k and 2k + 1).
         audio: (L,) float32 waveform, sample 0 at the start of acquisition 0.
@@ -92,12 +110,10 @@ class RawUtterance:
     """
 
     entry: UtteranceEntry
-    data: np.ndarray
-    traj: np.ndarray
-    dcf: np.ndarray
-    interleaf: np.ndarray
+    raw: AcquisitionReader
     tr_s: float
-    reference: np.ndarray
+    n_reference: int
+    reference_at: Callable[[np.ndarray], np.ndarray]
     reference_arms: int
     audio: np.ndarray
     audio_rate_hz: int
@@ -108,11 +124,21 @@ class RawUtterance:
     @property
     def n_acquisitions(self) -> int:
         """ns."""
-        return int(self.data.shape[0])
+        return int(self.raw.n_acquisitions)
 
     def path(self, kind: str) -> Path | str:
         """The file of ``kind`` (for messages), or the prefix when there is none."""
         return self.entry.files.get(kind, self.entry.prefix)
+
+    def close(self) -> None:
+        """Close the raw file."""
+        self.raw.close()
+
+    def __enter__(self) -> RawUtterance:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class CorpusSource:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from sirem_cli.data.sources import CorpusSource, RawUtterance, UtteranceEntry
 from sirem_cli.errors import FormatError
 
@@ -54,33 +52,10 @@ class FlatSource(CorpusSource):
     def read(self, entry: UtteranceEntry) -> RawUtterance:
         import h5py
 
-        from sirem_cli.io.ismrmrd import read_raw
-        from sirem_cli.io.usc import read_recon, read_wav
+        from sirem_cli.data.sources.usc import read_usc_files
 
-        scan = read_raw(entry.files["raw"])
-        recon = read_recon(entry.files["recon"])
         with h5py.File(entry.files["recon"], "r") as f:
-            arms = int(f["recon"].attrs.get("arms_per_frame", 2))
+            arms = int(f["recon"].attrs.get("arms_per_frame", 2)) if "recon" in f else 2
         if arms < 1:
             raise FormatError(f"{entry.files['recon']}: /recon arms_per_frame must be >= 1")
-        audio, rate = read_wav(entry.files["audio"])
-        truth = entry.files.get("truth")
-
-        def truth_at(indices: np.ndarray) -> np.ndarray:
-            with h5py.File(truth, "r") as f:
-                unique, inverse = np.unique(np.asarray(indices), return_inverse=True)
-                return f["truth"][unique][inverse]
-
-        return RawUtterance(
-            entry=entry,
-            data=scan.data,
-            traj=scan.traj[..., :2],
-            dcf=scan.traj[..., 2],
-            interleaf=scan.interleaf,
-            tr_s=scan.header.tr_ms * 1e-3,
-            reference=np.maximum(np.swapaxes(recon, -1, -2), 0),
-            reference_arms=arms,
-            audio=audio,
-            audio_rate_hz=rate,
-            truth_at=None if truth is None else truth_at,
-        )
+        return read_usc_files(entry, arms)

@@ -67,29 +67,7 @@ class UscSource(CorpusSource):
         return entries
 
     def read(self, entry: UtteranceEntry) -> RawUtterance:
-        from sirem_cli.io.ismrmrd import read_raw
-        from sirem_cli.io.usc import read_recon, read_wav
-
-        scan = read_raw(entry.files["raw"])
-        recon = read_recon(entry.files["recon"])  # (R, n, n) h5py order: recon[k].T is upright
-        audio, rate = read_wav(entry.files["audio"])
-        track = entry.files.get("track")
-        truth = entry.files.get("truth")
-        return RawUtterance(
-            entry=entry,
-            data=scan.data,
-            traj=scan.traj[..., :2],
-            dcf=scan.traj[..., 2],
-            interleaf=scan.interleaf,
-            tr_s=scan.header.tr_ms * 1e-3,
-            reference=np.maximum(np.swapaxes(recon, -1, -2), 0),
-            reference_arms=RECON_ARMS,
-            audio=audio,
-            audio_rate_hz=rate,
-            contours_at=None if track is None else _track_reader(Path(track), recon.shape[0]),
-            contour_size=(84, 84),
-            truth_at=None if truth is None else _truth_reader(Path(truth)),
-        )
+        return read_usc_files(entry, RECON_ARMS)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "annot": [str(a) for a in self.annot_dirs]}
@@ -112,26 +90,35 @@ def _track_reader(path: Path, n_reference: int) -> Any:
     return contours_at
 
 
-def _truth_reader(path: Path) -> Any:
-    """truth_at(indices) for a ``sirem synth`` truth file."""
+def read_usc_files(entry: UtteranceEntry, reference_arms: int) -> RawUtterance:
+    """Open an utterance stored as USC stores it: ISMRMRD raw, ``/recon`` (transposed), wav,
+    optional Annot-16 track and ``/truth`` (shared by the layouts that use these files)."""
+    from sirem_cli.io.ismrmrd import RawReader
+    from sirem_cli.io.usc import frame_count, read_frames_at, read_wav
+
+    recon_path = entry.files["recon"]
+    n_reference = frame_count(recon_path, "recon")
+    audio, rate = read_wav(entry.files["audio"])
+    raw = RawReader(entry.files["raw"])
+    track = entry.files.get("track")
+    truth = entry.files.get("truth")
+
+    def reference_at(indices: np.ndarray) -> np.ndarray:
+        return np.maximum(read_frames_at(recon_path, "recon", indices, transpose=True), 0)
 
     def truth_at(indices: np.ndarray) -> np.ndarray:
-        import h5py
+        return read_frames_at(truth, "truth", indices, transpose=False)
 
-        try:
-            with h5py.File(path, "r") as f:
-                if "truth" not in f:
-                    raise FormatError(f"{path}: lacks the dataset 'truth'")
-                if len(indices) and int(np.max(indices)) >= f["truth"].shape[0]:
-                    raise FormatError(
-                        f"{path}: holds {f['truth'].shape[0]} truth frames, frame "
-                        f"{int(np.max(indices))} is needed"
-                    )
-                unique, inverse = np.unique(np.asarray(indices), return_inverse=True)
-                return f["truth"][unique][inverse]
-        except OSError as exc:
-            raise FormatError(
-                f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]})"
-            ) from None
-
-    return truth_at
+    return RawUtterance(
+        entry=entry,
+        raw=raw,
+        tr_s=raw.header.tr_ms * 1e-3,
+        n_reference=n_reference,
+        reference_at=reference_at,
+        reference_arms=reference_arms,
+        audio=audio,
+        audio_rate_hz=rate,
+        contours_at=None if track is None else _track_reader(Path(track), n_reference),
+        contour_size=(84, 84),
+        truth_at=None if truth is None else truth_at,
+    )
