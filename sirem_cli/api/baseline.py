@@ -9,13 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from sirem_cli.api.common import backend_info, check_finite, check_positive
+from sirem_cli.api.common import backend_info, check_positive
 from sirem_cli.errors import InputError
-from sirem_cli.io.atomic import check_output_path
+from sirem_cli.io.checks import check_finite_arrays
+from sirem_cli.io.estimates import recon_bytes
+from sirem_cli.io.output import check_output, claim_outputs
 from sirem_cli.io.prepared import PreparedSet, ReconWriter, UtteranceRef
+from sirem_cli.io.schema import RECON_FORMAT
 
 #: Multiples of the method's default lambda tried by ``--lam auto``.
 AUTO_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
+TARGETS = ("reference", "truth")
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ ProgressFn = Callable[[str, int, int], None]
 
 def _load(ref: UtteranceRef) -> dict:
     data = PreparedSet.read(ref, ["kspace", "traj", "dcf", "smaps", "reference", "truth"])
-    check_finite(ref.path, ref.prefix, "kspace", data["kspace"])
+    check_finite_arrays(ref.path, ref.prefix, data, ["kspace", "traj", "dcf", "smaps", *TARGETS])
     return data
 
 
@@ -128,16 +132,37 @@ def run_baseline(
     out: Path,
     config: BaselineConfig,
     *,
-    overwrite: bool = True,
+    overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> BaselineResult:
-    """Reconstruct every utterance of ``config.split`` with a baseline and write ``out``."""
-    from sirem_cli.recon.baselines import default_lambda, reconstruct
+    """Reconstruct every utterance of ``config.split`` with a baseline and write ``out``.
 
+    ``out`` follows the output policy of :mod:`sirem_cli.io.output` (never an input, replaced
+    only with ``overwrite``, locked while written).
+    """
     config.validate()
-    check_output_path(Path(out), overwrite=overwrite)
+    check_output(Path(out), inputs=prepared, overwrite=overwrite, kind=RECON_FORMAT)
     dataset = PreparedSet(prepared)
     refs = dataset.select(config.split)
+    with claim_outputs(
+        [out],
+        inputs=prepared,
+        overwrite=overwrite,
+        expected_bytes=recon_bytes(refs),
+        kind=RECON_FORMAT,
+    ):
+        return _run_baseline(dataset, refs, Path(out), config, progress)
+
+
+def _run_baseline(
+    dataset: PreparedSet,
+    refs: Sequence[UtteranceRef],
+    out: Path,
+    config: BaselineConfig,
+    progress: ProgressFn | None,
+) -> BaselineResult:
+    from sirem_cli.recon.baselines import default_lambda, reconstruct
+
     info = backend_info(config.device)
     result = BaselineResult(
         out=Path(out),
@@ -165,7 +190,6 @@ def run_baseline(
         config=record,
         device=info["device"],
         nufft_backend=info["nufft_backend"],
-        overwrite=overwrite,
     ) as writer:
         for i, ref in enumerate(refs):
             if progress is not None:

@@ -29,9 +29,7 @@ def baseline(
     lam_target: str = typer.Option(
         "reference", "--lam-target", help="reference | truth, for --lam auto."
     ),
-    overwrite: bool = typer.Option(
-        True, "--overwrite/--no-overwrite", help="Replace an existing OUT.h5."
-    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT.h5."),
 ) -> None:
     """Reconstruct prepared utterances with a non-learned baseline and record ms/frame."""
     if len(prepared) < 2:

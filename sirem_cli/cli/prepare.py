@@ -18,7 +18,12 @@ def prepare(
     ),
     skip_frames: int = typer.Option(10, "--skip-frames", help="Leading 13-arm frames to drop."),
     audio_context: float = typer.Option(
-        0.25, "--audio-context", help="Half-width of each frame's audio window (s)."
+        0.25, "--audio-context", help="Half-width of each frame's audio window (s, at most 5)."
+    ),
+    audio_tolerance: float = typer.Option(
+        1.0,
+        "--audio-tolerance",
+        help="Largest accepted difference between the audio's and the scan's duration (s).",
     ),
     kspace_norm: str = typer.Option(
         "utterance", "--kspace-norm", help="Normalize k-space per utterance or per frame."
@@ -51,6 +56,7 @@ def prepare(
         config = PrepareConfig(
             skip_frames=skip_frames,
             audio_context_s=audio_context,
+            audio_tolerance_s=audio_tolerance,
             kspace_norm=kspace_norm,
             coil_window=coil_window,
             eba_articulators=tuple(a.strip() for a in eba_articulators.split(",") if a.strip()),

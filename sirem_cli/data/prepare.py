@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,20 @@ import numpy as np
 from sirem_cli.data.eba import DEFAULT_EBA_ARTICULATORS, LABEL_IDS, contour_maps
 from sirem_cli.data.orientation import find_transform, fold_transform
 from sirem_cli.data.splits import assign_splits, parse_splits
-from sirem_cli.errors import FormatError, InputError
-from sirem_cli.io.atomic import check_output_path
+from sirem_cli.errors import FormatError, InputError, ShapeError
+from sirem_cli.io.estimates import prepared_bytes
+from sirem_cli.io.output import check_output, claim_outputs
 from sirem_cli.io.prepared import PreparedWriter
+from sirem_cli.io.schema import PREPARED_FORMAT
 
 ARMS = 13
 TARGET_RATE_HZ = 16000
+#: Largest --audio-context (s): a frame's audio window is 2x this long.
+MAX_AUDIO_CONTEXT_S = 5.0
+#: Default --audio-tolerance (s). Real USC copies match the scan within ~0.05 s and a few differ
+#: by up to ~0.5 s (data-formats.md 1.6); a wrong sample rate in the wav header is off by a
+#: factor (16 vs 20 kHz: 1.25; 8 kHz: 2.5), seconds on any real scan.
+AUDIO_TOLERANCE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -42,13 +50,23 @@ class PrepareConfig:
     image_size: int = 84
     min_orientation_corr: float = 0.5
     strict: bool = False
+    audio_tolerance_s: float = AUDIO_TOLERANCE_S
 
     def validate(self) -> None:
         """Raise InputError naming the first bad option."""
         if self.skip_frames < 0:
             raise InputError(f"--skip-frames must be >= 0, got {self.skip_frames}")
-        if not np.isfinite(self.audio_context_s) or self.audio_context_s <= 0:
-            raise InputError(f"--audio-context must be > 0 s, got {self.audio_context_s:g}")
+        if not (
+            np.isfinite(self.audio_context_s) and 0 < self.audio_context_s <= MAX_AUDIO_CONTEXT_S
+        ):
+            raise InputError(
+                f"--audio-context must be between 0 and {MAX_AUDIO_CONTEXT_S:g} s, "
+                f"got {self.audio_context_s:g}"
+            )
+        if not (np.isfinite(self.audio_tolerance_s) and self.audio_tolerance_s >= 0):
+            raise InputError(f"--audio-tolerance must be >= 0 s, got {self.audio_tolerance_s:g}")
+        if self.split_seed < 0:
+            raise InputError(f"--split-seed must be >= 0, got {self.split_seed}")
         if self.kspace_norm not in ("utterance", "frame"):
             raise InputError(f"--kspace-norm must be utterance or frame, got {self.kspace_norm!r}")
         unknown = [a for a in self.eba_articulators if a not in LABEL_IDS]
@@ -120,7 +138,7 @@ def prepare(
     t0 = time.perf_counter()
     config.validate()
     root = Path(root)
-    check_output_path(Path(out), overwrite=overwrite)
+    check_output(Path(out), inputs=[root, annot], overwrite=overwrite, kind=PREPARED_FORMAT)
     annot_dirs = [annot] if annot is not None else []
     found = discover(root, annot=annot, subjects=None)
     if annot is None and (root.parent / "annot16").is_dir() and root.name == "usc75":
@@ -154,7 +172,17 @@ def prepare(
 
     reports: list[UtteranceReport] = []
     cfg_json = {**asdict(config), "root": str(root), "annot": [str(a) for a in annot_dirs]}
-    with PreparedWriter(Path(out), config=cfg_json, overwrite=overwrite) as writer:
+    inputs = [root, annot, *(getattr(u, f.name) for u in usable for f in fields(u))]
+    with (
+        claim_outputs(
+            [out],
+            inputs=inputs,
+            overwrite=overwrite,
+            expected_bytes=prepared_bytes(usable),
+            kind=PREPARED_FORMAT,
+        ),
+        PreparedWriter(Path(out), config=cfg_json, overwrite=overwrite) as writer,
+    ):
         for i, files in enumerate(usable):
             if progress is not None:
                 progress(files.prefix, i, len(usable))
@@ -162,16 +190,19 @@ def prepare(
             if truth_path is None and truth_dir.is_dir():
                 candidate = truth_dir / f"{files.prefix}_truth.h5"
                 truth_path = candidate if candidate.exists() else None
-            arrays, attrs, report = prepare_utterance(
-                files.raw,
-                files.recon,
-                files.audio,
-                config,
-                track=files.track,
-                truth=truth_path,
-                prefix=files.prefix,
-                subject=files.subject,
-            )
+            try:
+                arrays, attrs, report = prepare_utterance(
+                    files.raw,
+                    files.recon,
+                    files.audio,
+                    config,
+                    track=files.track,
+                    truth=truth_path,
+                    prefix=files.prefix,
+                    subject=files.subject,
+                )
+            except ShapeError as exc:  # a library check (NaN coil images, ...): name the files
+                raise FormatError(f"{files.raw}: utterance {files.prefix}: {exc}") from None
             attrs["split"] = split_of[files.subject]
             report.split = attrs["split"]
             writer.write_utterance(files.prefix, attrs, arrays)
@@ -259,7 +290,7 @@ def prepare_utterance(
     frame_time = (ARMS * frames + 6.5) * tr_s
 
     audio, window, audio_warn = load_audio_windows(
-        Path(audio_path), frame_time, config.audio_context_s, ns * tr_s
+        Path(audio_path), frame_time, config.audio_context_s, ns * tr_s, config.audio_tolerance_s
     )  # step 8
     warnings += audio_warn
 
@@ -415,20 +446,27 @@ def _upright_frames(recon_frames: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_audio_windows(
-    path: Path, frame_time: np.ndarray, context_s: float, scan_s: float
+    path: Path,
+    frame_time: np.ndarray,
+    context_s: float,
+    scan_s: float,
+    tolerance_s: float = AUDIO_TOLERANCE_S,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Step 8: the waveform at 16 kHz and each frame's [start, stop) window in samples."""
+    """Step 8: the waveform at 16 kHz and each frame's [start, stop) window in samples.
+
+    Raises:
+        FormatError: the audio lasts more than ``tolerance_s`` longer or shorter than the scan
+            (the message names both durations and the likely cause), or holds NaN/Inf.
+    """
     import soxr
 
+    from sirem_cli.io.checks import check_audio_duration
     from sirem_cli.io.usc import read_wav
 
     audio, rate = read_wav(path)
     warnings: list[str] = []
     duration = audio.shape[0] / rate
-    if duration < scan_s - 1.0:
-        raise FormatError(
-            f"{path}: audio lasts {duration:.2f} s, much shorter than the scan ({scan_s:.2f} s)"
-        )
+    check_audio_duration(path, audio, rate, scan_s, tolerance_s)
     if abs(duration - scan_s) > 0.2:
         warnings.append(f"audio lasts {duration:.2f} s, scan {scan_s:.2f} s")
     if rate != TARGET_RATE_HZ:
