@@ -125,7 +125,10 @@ def same_file(a: Path | str, b: Path | str) -> bool:
 
 
 def _command_line() -> str:
-    argv = [Path(sys.argv[0]).name if sys.argv else "python", *sys.argv[1:]]
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    if name in ("__main__.py", "-c", "-m"):  # python -m sirem_cli
+        name = "sirem"
+    argv = [name, *sys.argv[1:]]
     text = " ".join(argv)
     return text if len(text) <= 200 else text[:197] + "..."
 
@@ -287,6 +290,7 @@ def h5_create(path: Path | str) -> Any:
         def flush(self) -> None:
             super().flush()
             self._sirem_guard.check()
+            fault_point("h5:flush")
 
         def close(self) -> None:
             try:
@@ -858,6 +862,7 @@ def _replace_folder(new: Path, path: Path) -> None:
         return
     aside = path.parent / temporary_name(path.name)
     os.rename(path, aside)  # killed from here on: both are temporaries the next run removes
+    fault_point("atomic:swap")
     os.rename(new, path)
     _remove(aside)
 
