@@ -14,8 +14,9 @@ import numpy as np
 
 from sirem_cli.errors import FormatError
 
-#: A duration ratio this far from 1 points at a wrong sample rate in the wav header.
-RATE_RATIO_HINT = 0.1
+#: Sample rates audio is recorded at: a duration that fits one of them (within 2 %) better than
+#: the header's rate points at a wrong rate in the wav header.
+COMMON_RATES_HZ = (8000, 11025, 16000, 20000, 22050, 24000, 32000, 44100, 48000, 96000)
 
 
 def check_audio_duration(
@@ -36,14 +37,16 @@ def check_audio_duration(
     if abs(duration - scan_s) <= tolerance_s:
         return
     ratio = duration / scan_s if scan_s > 0 else float("inf")
-    if abs(ratio - 1) > RATE_RATIO_HINT:
-        matching = round(rate * ratio)
+    fits = [r for r in COMMON_RATES_HZ if r != rate and abs(rate * ratio / r - 1) < 0.02]
+    if fits:
         cause = (
-            f"the wav header says {rate} Hz; if the recording is really {matching} Hz, the "
-            "header's sample rate is wrong (USC audio is 20000 Hz)"
+            f"the wav header says {rate} Hz but the samples fit the scan at {fits[0]} Hz: "
+            "a wrong sample rate in the header? (USC audio is 20000 Hz)"
         )
+    elif duration < scan_s:
+        cause = "much shorter than the scan: a truncated audio file?"
     else:
-        cause = "a truncated or mismatched audio file?"
+        cause = "longer than the scan: the audio of another take?"
     raise FormatError(
         f"{path}: audio lasts {duration:.2f} s but the scan {scan_s:.2f} s "
         f"({ratio:.2f}x, more than --audio-tolerance {tolerance_s:g} s apart): {cause}"
