@@ -11,7 +11,7 @@ import numpy as np
 
 from sirem_cli.api.common import backend_info, check_positive
 from sirem_cli.errors import InputError
-from sirem_cli.io.checks import check_finite_arrays
+from sirem_cli.io.checks import check_device_option, check_finite_arrays
 from sirem_cli.io.estimates import recon_bytes
 from sirem_cli.io.output import check_output, claim_outputs
 from sirem_cli.io.prepared import PreparedSet, ReconWriter, UtteranceRef
@@ -55,6 +55,10 @@ class BaselineConfig:
             raise InputError(f"--iters must be positive, got {self.iters}")
         if self.auto_target not in ("reference", "truth"):
             raise InputError(f"--lam-target must be reference or truth, got {self.auto_target!r}")
+        for flag, split in (("--split", self.split), ("--lam-split", self.auto_split)):
+            if split not in ("train", "val", "test", "all"):
+                raise InputError(f"{flag} must be train, val, test or all, got {split!r}")
+        check_device_option(self.device)
 
 
 @dataclass

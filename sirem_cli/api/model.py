@@ -23,7 +23,7 @@ import numpy as np
 from sirem_cli.api.common import backend_info
 from sirem_cli.errors import FormatError, InputError
 from sirem_cli.io import embcache
-from sirem_cli.io.checks import check_finite_arrays
+from sirem_cli.io.checks import check_device_option, check_finite_arrays
 from sirem_cli.io.estimates import recon_bytes
 from sirem_cli.io.output import check_output, claim_outputs
 from sirem_cli.io.prepared import PreparedSet, ReconWriter, UtteranceRef, h5_open_waiting
@@ -334,6 +334,11 @@ def run_reconstruct(
     ``out`` follows the output policy of :mod:`sirem_cli.io.output` (never an input, replaced
     only with ``overwrite``, locked while written).
     """
+    if batch <= 0:
+        raise InputError(f"--batch must be positive, got {batch}")
+    if branch not in BRANCHES:
+        raise InputError(f"--branch must be one of {', '.join(BRANCHES)}, got {branch!r}")
+    check_device_option(run.device)
     inputs = [*prepared, checkpoint]
     check_output(Path(out), inputs=inputs, overwrite=overwrite, kind=RECON_FORMAT)
     refs = PreparedSet(prepared).select(split)

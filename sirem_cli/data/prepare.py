@@ -75,8 +75,11 @@ class PrepareConfig:
                 f"--eba-articulators: unknown articulator {unknown[0]!r} "
                 f"(choose from {', '.join(LABEL_IDS)})"
             )
-        if self.coil_window < 1:
-            raise InputError(f"--coil-window must be >= 1 pixel, got {self.coil_window}")
+        if not 1 <= self.coil_window <= self.image_size:
+            raise InputError(
+                f"--coil-window must be between 1 and {self.image_size} pixels, "
+                f"got {self.coil_window}"
+            )
         if self.image_size < 8:
             raise InputError(f"image size must be >= 8, got {self.image_size}")
         parse_splits(self.splits)

@@ -6,6 +6,7 @@ mismatched file is reported with the file and the utterance, before any work tha
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,12 @@ def check_finite_arrays(
                 bad = int(np.argmin(finite.reshape(values.shape[0], -1).all(axis=1)))
                 where = f" (first at index {bad} of {values.shape[0]})"
             raise FormatError(f"{path}: utterance {prefix}: {name} holds NaN or Inf values{where}")
+
+
+def check_device_option(device: str, flag: str = "--device") -> None:
+    """Raise InputError unless ``device`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    from sirem_cli.errors import InputError
+
+    if device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", str(device)):
+        return
+    raise InputError(f"{flag} must be auto, cpu, cuda or cuda:N, got {device!r}")
