@@ -593,7 +593,13 @@ def test_reconstruct_refuses_checkpoints_with_nan_weights_or_bad_fields(work):
         result = cli("reconstruct", "--ckpt", tmp / name, work["prepared"], tmp / "r.h5")
         assert_refused(result, needle)
     assert not (tmp / "r.h5").exists()
+    from sirem_cli.io.prepared import ReconWriter
     from sirem_cli.training.checkpoint import NonFiniteWeights, write_payload
+
+    with pytest.raises(FormatError, match="holds NaN or Inf"):  # nor any NaN reconstruction
+        with ReconWriter(tmp / "r.h5", method="x", source=[], config={}) as writer:
+            writer.write_recon("u", np.full((2, 4, 4), np.nan), wall_s=1.0)
+    assert not (tmp / "r.h5").exists()
 
     with pytest.raises(NonFiniteWeights):
         write_payload(tmp / "written.pt", nan)

@@ -237,8 +237,16 @@ class ReconWriter(_Writer):
     def write_recon(
         self, prefix: str, recon: np.ndarray, *, wall_s: float, extra: dict[str, Any] | None = None
     ) -> None:
-        """Write one utterance's (F, H, W) magnitude frames in [0, 1] and its timing."""
+        """Write one utterance's (F, H, W) magnitude frames in [0, 1] and its timing.
+
+        Raises:
+            FormatError: the frames hold NaN or Inf (the output is then not written at all).
+        """
         recon = np.asarray(recon, dtype=np.float32)
+        if not np.all(np.isfinite(recon)):
+            raise FormatError(
+                f"{self.path}: the reconstruction of {prefix} holds NaN or Inf; nothing written"
+            )
         n_frames = max(1, recon.shape[0])
         attrs = {"ms_per_frame": 1000.0 * wall_s / n_frames, "wall_s": float(wall_s)}
         self.write_utterance(prefix, {**attrs, **(extra or {})}, {"recon": recon})
