@@ -32,7 +32,7 @@ from torch import Tensor
 from sirem_cli.config import JsonConfig
 from sirem_cli.errors import FormatError, InputError, ShapeError, SiremError
 from sirem_cli.io.atomic import atomic_path
-from sirem_cli.io.output import open_binary
+from sirem_cli.io.output import check_free_space, open_binary
 from sirem_cli.models.decoder import DEFAULT_DROPOUT, DEFAULT_HIDDEN
 from sirem_cli.models.sirem_net import ModelConfig, SiremNet
 from sirem_cli.training.checkpoint import (
@@ -609,6 +609,9 @@ def _train(
     model.set_embedding_norm(*train_data.embedding_stats())
     if config.decoder_prior:
         model.decoder.set_output_prior(train_data.mean_target())
+    if runtime.is_main:  # the checkpoint and the resume file (weights + 2 Adam moments), at once
+        n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        check_free_space(out_path, 4 * n_bytes)
     model.to(device)
     arm_params = [
         p for name, p in model.named_parameters() if name == ARM_PARAM and p.requires_grad
