@@ -9,7 +9,7 @@ BENCH_DIR ?= bench_out
 export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup test demo bench ablation lint clean gpu-setup gpu-check
+.PHONY: setup test demo bench ablation lint clean gpu-setup gpu-check weights
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ test: setup
 
 demo: setup
 	SIREM=$(BIN)/sirem bash examples/demo.sh $(DEMO_DIR)
+
+# The LPIPS/FID weight files into the torch hub cache (SHA-256 checked), for offline evaluation.
+weights: setup
+	$(BIN)/sirem weights fetch
 
 # BART 0.8 (Debian package) is the reference the baselines are timed against.
 bench: setup

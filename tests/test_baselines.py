@@ -12,16 +12,17 @@ import torch
 from skimage.restoration import denoise_tv_chambolle
 
 from sirem_cli.errors import InputError, ShapeError
+from sirem_cli.linop import power_iteration
 from sirem_cli.mri.spiral import to_radians, vd_spiral
 from sirem_cli.nufft import make_nufft
 from sirem_cli.recon import solvers
 from sirem_cli.recon.baselines import (
-    BASELINE_METHODS,
     BaselineProblem,
     default_lambda,
     reconstruct,
     solve,
 )
+from sirem_cli.recon.registry import BASELINE_METHODS
 
 N = 84
 
@@ -102,7 +103,7 @@ def test_objective_decreases_and_beats_gridding(utterance, method):
     result = solve(method, problem, lam=default_lambda(method), iters=100, track_objective=True)
     obj = np.asarray(result.objective)
     assert len(obj) == 100 and np.all(np.isfinite(obj))
-    assert obj[-1] < 0.5 * problem.data_const  # x = 0 has objective data_const
+    assert obj[-1] < 0.5 * problem.data_term_constant()  # x = 0 has objective 1/2||W^.5 y||^2
     assert obj[-1] < obj[9] and obj[-1] <= obj.min() * (1 + 1e-3)
     recon = np.abs(result.x.numpy())
     recon /= recon.reshape(2, -1).max(1)[:, None, None]
@@ -190,7 +191,7 @@ def test_validation(utterance, change, error, match):
 
 def test_registry_is_import_light():
     code = (
-        "import sys; from sirem_cli.recon.baselines import BASELINE_METHODS; "
+        "import sys; from sirem_cli.recon.registry import BASELINE_METHODS; "
         "print(BASELINE_METHODS, 'torch' in sys.modules, 'finufft' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -279,5 +280,5 @@ def test_difference_operators_are_adjoint():
 
 def test_power_iteration_known_spectrum():
     diag = torch.linspace(0.1, 3.0, 64, dtype=torch.float64).reshape(1, 8, 8)
-    est = solvers.power_iteration(lambda x: diag * x, (1, 8, 8), dtype=torch.complex128, iters=500)
+    est = power_iteration(lambda x: diag * x, (1, 8, 8), dtype=torch.complex128, iters=500)
     assert abs(est - 3.0) < 1e-3

@@ -173,7 +173,7 @@ def test_evaluate_report_and_export(work):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["baseline", "{prepared}", "{tmp}/x.h5", "--method", "magic"], "unknown method"),
+        (["baseline", "{prepared}", "{tmp}/x.h5", "--method", "magic"], "'magic' is not one of"),
         (["baseline", "{prepared}", "{tmp}/x.h5", "--method", "wavelet", "--lam", "-1"], "--lam"),
         (["baseline", "{prepared}", "{tmp}/x.h5", "--method", "tv", "--iters", "0"], "--iters"),
         (["baseline", "{tmp}/missing.h5", "{tmp}/x.h5"], "no such file"),

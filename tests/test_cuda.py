@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from sirem_cli.models.sirem_net import ModelConfig, SiremNet
-from sirem_cli.nufft import make_nufft
-from sirem_cli.nufft.autograd import nufft_adjoint
+from sirem_cli.mri.sense import FrameSenseOp
 
 pytestmark = pytest.mark.cuda
 
@@ -26,7 +25,7 @@ def _problem(seed: int = 0) -> dict[str, torch.Tensor | np.ndarray]:
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     return {
-        "traj": rng.uniform(-np.pi, np.pi, size=(A * S, 2)),
+        "traj": rng.uniform(-np.pi, np.pi, size=(A, S, 2)),
         "emb": torch.randn(3, 8, generator=gen),
         "kspace": torch.randn(3, C, A, S, dtype=torch.complex64, generator=gen),
         "dcf": torch.rand(A, S, generator=gen) + 0.1,
@@ -36,16 +35,14 @@ def _problem(seed: int = 0) -> dict[str, torch.Tensor | np.ndarray]:
 
 
 def _run_net(net: SiremNet, prob: dict, device: str) -> dict[str, torch.Tensor]:
-    """forward_kspace through the autograd NUFFT of ``device``; values and gradients on the CPU."""
+    """forward_kspace through the differentiable SENSE adjoint on ``device``; values and
+    gradients on the CPU."""
     net = copy.deepcopy(net).to(device)
-    op = make_nufft(prob["traj"], (H, W), device=device, eps=1e-6)
-    assert op.backend == ("cufinufft" if device == "cuda" else "finufft")
-
-    def adjoint(k: torch.Tensor) -> torch.Tensor:
-        return nufft_adjoint(k, op)
-
-    args = [prob[key].to(device) for key in ("emb", "kspace", "dcf", "smaps")]
-    out = net.forward_kspace(*args, adjoint)
+    sense = FrameSenseOp(prob["traj"], prob["smaps"], n_frames=3, device=device, eps=1e-6)
+    nufft = sense.groups[0][3].nufft
+    assert nufft.backend == ("cufinufft" if device == "cuda" else "finufft")
+    emb, kspace, dcf = (prob[key].to(device) for key in ("emb", "kspace", "dcf"))
+    out = net.forward_kspace(emb, kspace, sense, dcf)
     assert out.recon.device.type == device
     probe = prob["probe"].to(device)
     ((out.recon * probe).sum() + (out.x_mri * probe).sum()).backward()

@@ -10,13 +10,13 @@ import torch
 
 from sirem_cli.errors import BackendUnavailable, InputError, ShapeError
 from sirem_cli.models.encoders import (
-    ENCODER_NAMES,
     MelEncoder,
     cut_windows,
     load_hubert,
     make_encoder,
     random_hubert,
 )
+from sirem_cli.models.registry import ENCODER_NAMES
 from sirem_cli.models.sirem_net import ModelConfig, SiremNet
 from sirem_cli.training.losses import sirem_loss
 

@@ -12,43 +12,27 @@ from sirem_cli.models.decoder import AudioDecoder
 from sirem_cli.models.sirem_net import (
     ModelConfig,
     SiremNet,
-    arm_images_from_kspace,
     fuse,
-    masked_arm_adjoint,
     mri_branch_from_arm_images,
     mri_branch_from_kspace,
     topk_straight_through,
 )
+from sirem_cli.mri.sense import FrameSenseOp
 
 A = 13
 
 
-def make_ndft_adjoint(traj: torch.Tensor, height: int, width: int):
-    """Exact adjoint NDFT: image[r, c] = sum_k y_k exp(+i (kx (r - H//2) + ky (c - W//2))).
-
-    traj: (K, 2) float64 radians. Returns a differentiable callable (B, C, K) -> (B, C, H, W).
-    """
-    rows = torch.arange(height, dtype=torch.float64) - height // 2
-    cols = torch.arange(width, dtype=torch.float64) - width // 2
-    phase = traj[:, 0, None, None] * rows[None, :, None] + traj[:, 1, None, None] * cols[None, None]
-    matrix = torch.exp(1j * phase).reshape(traj.shape[0], height * width)  # (K, H*W)
-
-    def adjoint(kspace: torch.Tensor) -> torch.Tensor:
-        image = kspace.to(torch.complex128) @ matrix  # (B, C, H*W)
-        return image.reshape(*kspace.shape[:2], height, width)
-
-    return adjoint
-
-
 @pytest.fixture
 def mri_problem():
+    """2 frames of all 13 interleaves (random points), 3 coils, a 10 x 12 image."""
     gen = torch.Generator().manual_seed(3)
     n_batch, n_coils, n_samples, height, width = 2, 3, 9, 10, 12
-    traj = (torch.rand(A * n_samples, 2, generator=gen, dtype=torch.float64) * 2 - 1) * np.pi
+    traj = (torch.rand(A, n_samples, 2, generator=gen, dtype=torch.float64) * 2 - 1) * np.pi
     kspace = torch.randn(n_batch, n_coils, A, n_samples, dtype=torch.complex64, generator=gen)
     dcf = torch.rand(A, n_samples, generator=gen) + 0.1
     smaps = torch.randn(n_coils, height, width, dtype=torch.complex64, generator=gen)
-    return traj, kspace, dcf, smaps, (height, width)
+    sense = FrameSenseOp(traj.numpy(), smaps, n_frames=n_batch, dtype=torch.complex128, eps=1e-12)
+    return traj, kspace, dcf, smaps, (height, width), sense
 
 
 def test_decoder_layers_and_shapes_follow_the_paper():
@@ -152,16 +136,15 @@ def test_a_loss_on_the_learned_map_trains_only_the_head():
 
 
 def test_mri_branch_matches_independent_numpy_sum(mri_problem):
-    traj, kspace, dcf, smaps, (height, width) = mri_problem
+    traj, kspace, dcf, smaps, (height, width), sense = mri_problem
     p = torch.rand(A, generator=torch.Generator().manual_seed(5))
-    adjoint = make_ndft_adjoint(traj, height, width)
-    x_m = mri_branch_from_kspace(p, kspace, dcf, smaps, adjoint, eps=0.0)
+    x_m = mri_branch_from_kspace(p, kspace, dcf.expand(2, -1, -1), sense.adjoint, eps=0.0)
     # explicit per-sample sum in numpy, double precision
     k = kspace.numpy().astype(np.complex128)
     weights = (p.numpy()[:, None] * dcf.numpy()).reshape(-1)
     rows = np.arange(height) - height // 2
     cols = np.arange(width) - width // 2
-    t = traj.numpy()
+    t = traj.numpy().reshape(-1, 2)
     for b in range(k.shape[0]):
         combined = np.zeros((height, width), complex)
         for c in range(k.shape[1]):
@@ -177,12 +160,9 @@ def test_mri_branch_matches_independent_numpy_sum(mri_problem):
 
 
 def test_both_mri_paths_agree_in_value_and_gradient(mri_problem):
-    traj, kspace, dcf, smaps, (height, width) = mri_problem
-    adjoint = make_ndft_adjoint(traj, height, width)
-    arm_images = arm_images_from_kspace(
-        kspace, dcf, smaps, masked_arm_adjoint(adjoint, A, kspace.shape[-1])
-    )
-    assert arm_images.shape == (2, A, height, width) and arm_images.dtype == torch.complex64
+    _, kspace, dcf, _, (height, width), sense = mri_problem
+    arm_images = sense.arm_adjoint(kspace * dcf.to(kspace.dtype)[None, None]).to(torch.complex64)
+    assert arm_images.shape == (2, A, height, width)
     probe = torch.rand(2, height, width, generator=torch.Generator().manual_seed(9))
     grads, values = [], []
     for path in ("arm_images", "kspace"):
@@ -191,13 +171,39 @@ def test_both_mri_paths_agree_in_value_and_gradient(mri_problem):
         if path == "arm_images":
             x_m = mri_branch_from_arm_images(p, arm_images)
         else:
-            x_m = mri_branch_from_kspace(p, kspace, dcf, smaps, adjoint)
+            x_m = mri_branch_from_kspace(p, kspace, dcf.expand(2, -1, -1), sense.adjoint)
         (x_m * probe).sum().backward()
         values.append(x_m.detach().float())
         grads.append(logits.grad.clone())
     torch.testing.assert_close(values[0], values[1], atol=2e-5, rtol=0)
     torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=1e-3)
     assert grads[0].abs().max() > 1e-3  # the logits really receive a gradient
+
+
+def test_frames_of_two_arms_use_their_own_interleaf_weights():
+    """With N = 2 each frame's image is p[arms[t]]-weighted; the two paths agree."""
+    gen = torch.Generator().manual_seed(12)
+    traj = (torch.rand(A, 7, 2, generator=gen, dtype=torch.float64) * 2 - 1) * np.pi
+    arms = np.array([[(2 * t) % A, (2 * t + 1) % A] for t in range(5)])
+    smaps = torch.randn(2, 8, 9, dtype=torch.complex64, generator=gen)
+    sense = FrameSenseOp(traj.numpy(), smaps, arms, dtype=torch.complex128, eps=1e-12)
+    kspace = torch.randn(5, 2, 2, 7, dtype=torch.complex64, generator=gen)
+    dcf = torch.rand(A, 7, generator=gen) + 0.1
+    torch.manual_seed(0)
+    net = SiremNet(ModelConfig(embedding_dim=4, image_size=(8, 9), decoder_hidden=(8,)))
+    with torch.no_grad():
+        net.arm_logits.copy_(torch.linspace(-2, 2, A))
+    emb = torch.randn(5, 4)
+    arms_t = torch.as_tensor(arms)
+    weighted = kspace * dcf[arms_t][:, None].to(kspace.dtype)
+    arm_images = sense.arm_adjoint(weighted).to(torch.complex64)
+    out = net(emb, arm_images, arms=arms_t)
+    out_k = net.forward_kspace(emb, kspace, sense, dcf)
+    torch.testing.assert_close(out.x_mri, out_k.x_mri.float(), atol=2e-5, rtol=0)
+    # frame 0 is the p[0], p[1] combination of its two arm images
+    p = torch.sigmoid(net.arm_logits.detach())
+    combined = (p[0] * arm_images[0, 0] + p[1] * arm_images[0, 1]).abs()
+    torch.testing.assert_close(out.x_mri[0].detach(), combined / (combined.max() + 1e-8))
 
 
 def test_arm_image_branch_gradient_is_exact():
@@ -257,16 +263,15 @@ def test_no_audio_ignores_the_embedding():
 
 
 def test_reconstruct_from_kspace_matches_arm_images(mri_problem):
-    traj, kspace, dcf, smaps, (height, width) = mri_problem
-    adjoint = make_ndft_adjoint(traj, height, width)
+    _, kspace, dcf, _, (height, width), sense = mri_problem
     torch.manual_seed(0)
     net = SiremNet(ModelConfig(embedding_dim=4, image_size=(height, width), decoder_hidden=(8,)))
     net.set_static_eba(torch.rand(height, width))
     net.train()
     embeddings = torch.randn(2, 4)
-    arm_images = arm_images_from_kspace(kspace, dcf, smaps, masked_arm_adjoint(adjoint, A, 9))
+    arm_images = sense.arm_adjoint(kspace * dcf.to(kspace.dtype)[None, None]).to(torch.complex64)
     recon = net.reconstruct(embeddings, arm_images)
-    recon_k = net.reconstruct_kspace(embeddings, kspace, dcf, smaps, adjoint)
+    recon_k = net.reconstruct_kspace(embeddings, kspace, sense, dcf)
     assert net.training  # mode restored
     assert recon.shape == (2, height, width) and not recon.requires_grad
     assert recon.min() >= 0 and recon.max() <= 1

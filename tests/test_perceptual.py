@@ -1,11 +1,15 @@
 """LPIPS and FID plumbing on random-weight networks of the published architectures.
 
 Random weights are saved under the published file names in a temporary folder, so the real
-lookup and ``torch.load(weights_only=True)`` path is exercised; nothing is downloaded.
+lookup and ``torch.load(weights_only=True)`` path is exercised; nothing is downloaded. A test
+registry (``SIREM_WEIGHTS_REGISTRY``) holds their SHA-256, so they pass the hash check that
+the published files pass (tests/test_weights.py tests the check itself).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 
 import numpy as np
@@ -63,8 +67,20 @@ def weights_dir(tmp_path_factory):
     return d
 
 
+def _register(monkeypatch, folder) -> None:
+    """Accept the weight files in ``folder`` as the published ones (a test registry)."""
+    files = {
+        p.name: {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "size": p.stat().st_size}
+        for p in folder.iterdir()
+        if p.name in (P.ALEXNET_FILE, P.LPIPS_HEADS_FILE, P.INCEPTION_FILE)
+    }
+    registry = folder / "test-registry.json"
+    registry.write_text(json.dumps({"files": files}))
+    monkeypatch.setenv("SIREM_WEIGHTS_REGISTRY", str(registry))
+
+
 @pytest.fixture(autouse=True)
-def _no_download(monkeypatch, tmp_path):
+def _no_download(monkeypatch, tmp_path, weights_dir):
     """Any download attempt fails the test; TORCH_HOME points at an empty folder."""
 
     def refuse(*args, **kwargs):
@@ -73,6 +89,8 @@ def _no_download(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("SIREM_OFFLINE", "1")
+    _register(monkeypatch, weights_dir)
 
 
 def frames(seed: int, n: int = 4, size: int = 64) -> np.ndarray:
@@ -122,7 +140,9 @@ def test_weights_found_in_torch_home(weights_dir, monkeypatch):
     )
 
 
-def test_wrong_key_or_shape_gives_clear_error(weights_dir, tmp_path):
+def test_wrong_key_or_shape_gives_clear_error(weights_dir, tmp_path, monkeypatch):
+    # Files whose hash is registered but whose content is not the network's: the key and
+    # shape checks behind the hash check still name the file.
     bad = tmp_path / "bad"
     bad.mkdir()
     heads = torch.load(weights_dir / P.LPIPS_HEADS_FILE, weights_only=True)
@@ -130,14 +150,17 @@ def test_wrong_key_or_shape_gives_clear_error(weights_dir, tmp_path):
     renamed = dict(heads)
     renamed["lin9.model.1.weight"] = renamed.pop("lin2.model.1.weight")
     torch.save(renamed, bad / P.LPIPS_HEADS_FILE)
+    _register(monkeypatch, bad)
     with pytest.raises(FormatError, match=r"alex\.pth: missing key 'lin2\.model\.1\.weight'"):
         P.load_lpips(bad)
     reshaped = dict(heads)
     reshaped["lin1.model.1.weight"] = torch.zeros(1, 7, 1, 1)
     torch.save(reshaped, bad / P.LPIPS_HEADS_FILE)
+    _register(monkeypatch, bad)
     with pytest.raises(FormatError, match=r"shape \(1, 7, 1, 1\), expected \(1, 192, 1, 1\)"):
         P.load_lpips(bad)
     (bad / P.LPIPS_HEADS_FILE).write_bytes(b"not a torch file")
+    _register(monkeypatch, bad)
     with pytest.raises(FormatError, match=r"alex\.pth"):
         P.load_lpips(bad)
 

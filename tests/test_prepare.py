@@ -129,7 +129,7 @@ def test_audio_windows_hold_the_resampled_samples(prepared_file, synth_corpus):
 def test_eba_covers_the_moving_articulators(prepared_file, synth_corpus):
     from scipy.ndimage import binary_dilation
 
-    from sirem_cli.synth.vocaltract import ARTICULATORS
+    from sirem_cli.synth.labels import ARTICULATORS
 
     _, groups = _groups(prepared_file)
     ref, data = groups[0]

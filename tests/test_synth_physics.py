@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from sirem_cli.errors import InputError, ShapeError
+from sirem_cli.synth.airway import area_function, tract_geometry
+from sirem_cli.synth.anatomy import Anatomy, anatomy_for_subject
 from sirem_cli.synth.articulation import PARAM_NAMES, REST, articulate
+from sirem_cli.synth.contours import CONTOUR_NAMES, contours
+from sirem_cli.synth.images import render
+from sirem_cli.synth.labels import ARTICULATORS, MOVING_ARTICULATORS, label_raster
 from sirem_cli.synth.lexicon import (
     LEXICON,
     PHONES,
@@ -18,18 +23,6 @@ from sirem_cli.synth.lexicon import (
     sample_utterance,
 )
 from sirem_cli.synth.speech import synthesize_audio
-from sirem_cli.synth.vocaltract import (
-    ARTICULATORS,
-    CONTOUR_NAMES,
-    MOVING_ARTICULATORS,
-    Anatomy,
-    anatomy_for_subject,
-    area_function,
-    contours,
-    label_raster,
-    render,
-    tract_geometry,
-)
 
 TR = 0.006004
 P = {name: i for i, name in enumerate(PARAM_NAMES)}

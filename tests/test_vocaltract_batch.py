@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from sirem_cli.errors import ShapeError
-from sirem_cli.synth import vocaltract
+from sirem_cli.synth.airway import tract_geometry
+from sirem_cli.synth.anatomy import anatomy_for_subject
 from sirem_cli.synth.articulation import PARAM_NAMES, articulate
+from sirem_cli.synth.contours import CONTOUR_NAMES, contours, contours_batch
 from sirem_cli.synth.lexicon import (
     LEXICON,
     PHONES,
@@ -15,13 +17,6 @@ from sirem_cli.synth.lexicon import (
     Utterance,
     phone_base,
     sample_utterance,
-)
-from sirem_cli.synth.vocaltract import (
-    CONTOUR_NAMES,
-    anatomy_for_subject,
-    contours,
-    contours_batch,
-    tract_geometry,
 )
 
 WORDS = ["MAMA", "PAPA", "BAD", "GO", "KEEP", "SONG", "NINE", "TALK", "DOG"]
@@ -84,7 +79,7 @@ def test_batch_chunks_grid_sizes_and_edge_cases(monkeypatch):
     anat = anatomy_for_subject("sub061", 0)
     rng = np.random.default_rng(3)
     params = rng.uniform(-1.5, 1.5, (11, len(PARAM_NAMES)))
-    monkeypatch.setattr(vocaltract, "_BATCH", 4)  # several chunks, the last one short
+    monkeypatch.setattr("sirem_cli.synth.contours._BATCH", 4)  # several chunks, the last one short
     assert_same(contours_batch(anat, params, n=68), params, anat, n=68)
     p32 = params[:2].astype(np.float32)
     assert_same(contours_batch(anat, p32), p32, anat)

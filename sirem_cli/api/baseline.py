@@ -16,6 +16,8 @@ from sirem_cli.io.estimates import recon_bytes
 from sirem_cli.io.output import check_output, claim_outputs
 from sirem_cli.io.prepared import PreparedSet, ReconWriter, UtteranceRef
 from sirem_cli.io.schema import RECON_FORMAT
+from sirem_cli.metrics.image import psnr
+from sirem_cli.recon.registry import BASELINES, baseline_spec
 
 #: Multiples of the method's default lambda tried by ``--lam auto``.
 AUTO_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
@@ -39,18 +41,14 @@ class BaselineConfig:
 
     def validate(self) -> None:
         """Raise InputError naming the first bad option."""
-        from sirem_cli.recon.baselines import BASELINE_METHODS
-
-        if self.method not in BASELINE_METHODS:
-            raise InputError(
-                f"unknown method {self.method!r}: choose from {', '.join(BASELINE_METHODS)}"
-            )
+        spec = baseline_spec(self.method)
         if self.lam is not None:
             check_positive("--lam", self.lam)
         if not np.isfinite(self.lam_spatial) or self.lam_spatial < 0:
             raise InputError(f"--lam-spatial must be >= 0, got {self.lam_spatial:g}")
-        if self.lam_spatial > 0 and self.method != "ttv":
-            raise InputError("--lam-spatial applies to --method ttv only")
+        if self.lam_spatial > 0 and not spec.spatial_weight:
+            with_weight = [n for n, b in BASELINES.items() if b.spatial_weight]
+            raise InputError(f"--lam-spatial applies to --method {' | '.join(with_weight)} only")
         if self.iters <= 0:
             raise InputError(f"--iters must be positive, got {self.iters}")
         if self.auto_target not in ("reference", "truth"):
@@ -83,15 +81,11 @@ def _load(ref: UtteranceRef) -> dict:
     return data
 
 
-def _psnr(x: np.ndarray, y: np.ndarray) -> float:
-    mse = float(np.mean((x - y) ** 2))
-    return 10 * np.log10(1.0 / mse) if mse > 0 else float("inf")
-
-
 def choose_lambda(
     dataset: PreparedSet, config: BaselineConfig, device: str, progress: ProgressFn | None = None
 ) -> tuple[float, dict[float, float]]:
-    """Pick lambda on the validation utterances by mean PSNR against the reference (or truth).
+    """Pick lambda on the validation utterances by mean per-frame PSNR (the PSNR that evaluate
+    reports) against the reference (or truth).
 
     At most ``auto_frames`` frames per utterance are used, evenly spaced, to bound the cost.
     """
@@ -123,7 +117,7 @@ def choose_lambda(
                 iters=config.iters,
                 device=device,
             )
-            values.append(_psnr(recon, data[config.auto_target][idx]))
+            values.append(float(np.mean(psnr(recon, data[config.auto_target][idx]))))
         scores[lam] = float(np.mean(values))
         if progress is not None:
             progress("lambda search", i + 1, len(AUTO_GRID))
@@ -176,7 +170,7 @@ def _run_baseline(
         backend=info["nufft_backend"],
     )
     lam: float | None = None
-    if config.method != "gridding":
+    if baseline_spec(config.method).solver is not None:
         if config.auto:
             lam, result.lam_scores = choose_lambda(dataset, config, info["device"], progress)
         else:

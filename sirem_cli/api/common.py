@@ -1,4 +1,4 @@
-"""Helpers shared by the verbs: input checks on prepared data, timing, normalization."""
+"""Helpers shared by the verbs: input checks on prepared data and the NUFFT backend."""
 
 from __future__ import annotations
 
@@ -20,13 +20,6 @@ def check_positive(name: str, value: float) -> None:
     """Raise InputError unless ``value`` is a finite positive number."""
     if not np.isfinite(value) or value <= 0:
         raise InputError(f"{name} must be positive, got {value:g}")
-
-
-def normalize_frames(frames: np.ndarray) -> np.ndarray:
-    """Magnitude frames (F, H, W) divided by their per-frame maximum, float32 in [0, 1]."""
-    frames = np.abs(np.asarray(frames)).astype(np.float32)
-    peak = frames.reshape(frames.shape[0], -1).max(axis=1)
-    return frames / np.where(peak > 0, peak, 1)[:, None, None]
 
 
 def backend_info(device: str) -> dict[str, Any]:

@@ -86,6 +86,7 @@ def run_evaluate(
     out_dir: Path | None = None,
     metrics: str | Sequence[str] | None = None,
     weights_dir: Path | None = None,
+    offline: bool | None = None,
     fid_max_frames: int | None = 512,
     report_dir: Path | None = None,
     overwrite: bool = False,
@@ -94,7 +95,9 @@ def run_evaluate(
     """Evaluate every reconstruction file against every target; write JSON/CSV/markdown.
 
     The files written (:data:`METRIC_FILES` in ``out_dir``, :data:`REPORT_FILES` in
-    ``report_dir``) follow the output policy of :mod:`sirem_cli.io.output`.
+    ``report_dir``) follow the output policy of :mod:`sirem_cli.io.output`. LPIPS/FID weight
+    files missing from ``weights_dir`` and the torch hub cache are downloaded into the cache
+    (verified) unless ``offline`` (None: ``SIREM_OFFLINE`` / ``HF_HUB_OFFLINE``).
     """
     outputs = [Path(out_dir) / name for name in METRIC_FILES] if out_dir is not None else []
     if report_dir is not None:
@@ -110,6 +113,7 @@ def run_evaluate(
             out_dir=out_dir,
             metrics=metrics,
             weights_dir=weights_dir,
+            offline=offline,
             fid_max_frames=fid_max_frames,
             report_dir=report_dir,
             progress=progress,
@@ -124,6 +128,7 @@ def _run_evaluate(
     out_dir: Path | None,
     metrics: str | Sequence[str] | None,
     weights_dir: Path | None,
+    offline: bool | None,
     fid_max_frames: int | None,
     report_dir: Path | None,
     progress: StageFn | None,
@@ -142,7 +147,12 @@ def _run_evaluate(
             method = f"{method} ({Path(path).stem})"
         by_method[method] = frames
     prefixes = sorted({p for frames in by_method.values() for p in frames})
-    models = PerceptualModels(weights_dir)
+
+    def download_progress(name: str, done: int, total: int) -> None:
+        if progress is not None:  # in MiB, the unit of the evaluate bar's counter
+            progress(f"downloading {name} (MiB)", done >> 20, max(total >> 20, 1))
+
+    models = PerceptualModels(weights_dir, offline=offline, download_progress=download_progress)
     results = []
     for target in targets:
         target_name, target_frames = load_target(target, prefixes, prepared_set)

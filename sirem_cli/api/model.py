@@ -1,9 +1,10 @@
 """``sirem train`` and ``sirem reconstruct``: prepared files <-> the SIREM model.
 
 Training never runs a NUFFT per epoch: each frame's per-arm coil-combined images
-``B_a = sum_c conj(S_c) NUFFT^H(dcf_a * k_{c,a})`` are computed once (one plan per arm), and
-the MRI branch ``|sum_a p_a B_a|`` is then exact and cheap. Reconstruction goes the direct way,
-weighted k-space through one adjoint NUFFT per coil, which is the same operator.
+``B_j = sum_c conj(S_c) NUFFT_j^H(dcf_j * k_{c,j})`` are computed once by the SENSE operator
+(:meth:`~sirem_cli.mri.sense.FrameSenseOp.arm_adjoint`), and the MRI branch
+``|sum_j p_j B_j|`` is then exact and cheap. Reconstruction goes the direct way, the weighted
+k-space through the same operator's adjoint.
 
 Frozen-encoder embeddings are computed once per utterance and kept in the user's embedding
 cache (:mod:`sirem_cli.io.embcache`); prepared files are inputs and are never written.
@@ -76,30 +77,32 @@ def utterance_embeddings(
 
 
 def arm_images(
-    kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, smaps: np.ndarray, *, device: str = "cpu"
+    kspace: np.ndarray,
+    traj: np.ndarray,
+    dcf: np.ndarray,
+    smaps: np.ndarray,
+    *,
+    arms: np.ndarray | None = None,
+    device: str = "cpu",
 ) -> np.ndarray:
-    """Per-arm coil-combined images of every frame.
+    """Per-arm coil-combined images of every frame (the training data of the MRI branch).
 
     Args:
-        kspace: (F, C, A, S) complex64.
-        traj: (A, S, 2) float32 radians.
-        dcf: (A, S) float32.
+        kspace: (F, C, N, S) complex64.
+        traj: (I, S, 2) float32 radians, the interleaf table.
+        dcf: (I, S) float32.
         smaps: (C, H, W) complex64.
+        arms: (F, N) interleaves of each frame (None: all I in order).
 
     Returns:
-        (F, A, H, W) complex64 with ``out[:, a] = sum_c conj(S_c) NUFFT_a^H(dcf_a * k_{:, c, a})``.
+        (F, N, H, W) complex64: the SENSE operator's per-arm adjoint of the DCF-weighted
+        k-space, ``out[t, j] = sum_c conj(S_c) NUFFT_{arms[t, j]}^H(dcf * k[t, c, j])``; the
+        same operator reconstructs from k-space (:meth:`SiremNet.forward_kspace`).
     """
-    from sirem_cli.nufft import make_nufft
+    from sirem_cli.mri.sense import FrameSenseOp
 
-    n_frames, _n_coils, n_arms, _ = kspace.shape
-    height, width = smaps.shape[-2:]
-    out = np.empty((n_frames, n_arms, height, width), np.complex64)
-    conj = np.conj(smaps)[None]  # (1, C, H, W)
-    for a in range(n_arms):
-        op = make_nufft(traj[a], (height, width), device=device)
-        coil = np.asarray(op.adjoint(kspace[:, :, a] * dcf[a]))  # (F, C, H, W)
-        out[:, a] = np.sum(conj * coil, axis=1)
-    return out
+    op = FrameSenseOp(traj, smaps, arms, n_frames=kspace.shape[0], device=device)
+    return np.asarray(op.arm_adjoint(op.weighting(dcf).forward(kspace)), dtype=np.complex64)
 
 
 @dataclass(frozen=True)
@@ -116,12 +119,9 @@ class ModelRunConfig:
 
     def validate(self) -> None:
         """Raise InputError naming the first bad option."""
-        from sirem_cli.models.encoders import ENCODER_NAMES
+        from sirem_cli.models.registry import encoder_spec
 
-        if self.encoder not in ENCODER_NAMES:
-            raise InputError(
-                f"unknown encoder {self.encoder!r}: choose from {', '.join(ENCODER_NAMES)}"
-            )
+        encoder_spec(self.encoder)
         if self.target not in ("reference", "truth"):
             raise InputError(f"--target must be reference or truth, got {self.target!r}")
 
@@ -376,7 +376,7 @@ def _run_reconstruct(
 ) -> ReconstructResult:
     import torch
 
-    from sirem_cli.nufft import make_nufft
+    from sirem_cli.mri.sense import FrameSenseOp
     from sirem_cli.training.checkpoint import load_model
     from sirem_cli.training.distributed import resolve_device
 
@@ -438,14 +438,15 @@ def _run_reconstruct(
                     f"{ref.path}: {ref.prefix} has no eba maps, needed by a --eba frame model"
                 )
             t0 = time.perf_counter()
-            op = make_nufft(data["traj"], cfg.image_size, device=device)
-            n_frames, n_coils = data["kspace"].shape[:2]
-
-            def adjoint(k: torch.Tensor, op=op, n_coils=n_coils) -> torch.Tensor:
-                return op.adjoint(k)
-
+            sense = FrameSenseOp(
+                data["traj"],
+                data["smaps"],
+                data.get("arms"),
+                n_frames=len(data["kspace"]),
+                device=device,
+            )
             dcf = torch.from_numpy(data["dcf"]).to(device)
-            smaps = torch.from_numpy(data["smaps"]).to(device)
+            n_frames = data["kspace"].shape[0]
             frames = []
             for start in range(0, n_frames, batch):
                 stop = min(n_frames, start + batch)
@@ -457,7 +458,9 @@ def _run_reconstruct(
                     else None
                 )
                 with torch.no_grad():
-                    output = model.forward_kspace(emb_t, k_t, dcf, smaps, adjoint, eba_t)
+                    output = model.forward_kspace(
+                        emb_t, k_t, sense.frames(slice(start, stop)), dcf, eba_t
+                    )
                 frames.append(getattr(output, BRANCHES[branch]).cpu().numpy())
             wall = time.perf_counter() - t0
             recon = np.concatenate(frames)

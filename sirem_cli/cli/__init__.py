@@ -40,6 +40,7 @@ def _root(
 
 def _register() -> None:
     from sirem_cli.cli import baseline, evaluate, export, prepare, reconstruct, synth, train
+    from sirem_cli.cli.weights import app as weights_app
 
     app.command("synth")(synth.synth)
     app.command("prepare")(prepare.prepare)
@@ -48,6 +49,7 @@ def _register() -> None:
     app.command("reconstruct")(reconstruct.reconstruct)
     app.command("evaluate")(evaluate.evaluate)
     app.command("export")(export.export)
+    app.add_typer(weights_app, name="weights")
 
 
 _register()

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from sirem_cli.cli._common import cli_errors, fail, notice, out, stage_progress, table
+from sirem_cli.cli._options import BaselineMethod, choices_help
+from sirem_cli.recon.registry import BASELINES
 
 
 def baseline(
@@ -15,7 +17,9 @@ def baseline(
         metavar="PREPARED... OUT.h5",
         help="Prepared file(s), then the reconstruction file to write.",
     ),
-    method: str = typer.Option("gridding", "--method", help="gridding | wavelet | tv | ttv."),
+    method: BaselineMethod = typer.Option(
+        "gridding", "--method", help=choices_help("Reconstruction method.", BASELINES)
+    ),
     lam: str = typer.Option(
         None, "--lam", help="Regularization weight, or 'auto' (chosen on --lam-split)."
     ),
@@ -47,7 +51,7 @@ def baseline(
             except ValueError:
                 raise InputError(f"--lam must be a number or 'auto', got {lam!r}") from None
         config = BaselineConfig(
-            method=method,
+            method=method.value,
             lam=value,
             auto=auto,
             iters=iters,
@@ -58,7 +62,7 @@ def baseline(
             lam_spatial=lam_spatial,
         )
         config.validate()
-        with stage_progress(method) as report:
+        with stage_progress(method.value) as report:
             result = run_baseline(inputs, out_file, config, overwrite=overwrite, progress=report)
     if result.notice:
         notice(result.notice)

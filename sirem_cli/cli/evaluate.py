@@ -7,6 +7,18 @@ from pathlib import Path
 import typer
 
 from sirem_cli.cli._common import cli_errors, err, out, stage_progress
+from sirem_cli.metrics.registry import METRIC_NAMES, parse_metrics
+
+
+def check_metrics(value: str) -> str:
+    """Reject an unknown metric name while parsing the command line."""
+    from sirem_cli.errors import InputError
+
+    try:
+        parse_metrics(value)
+    except InputError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 def evaluate(
@@ -21,12 +33,20 @@ def evaluate(
         None, "--out", help="Folder for metrics.json, metrics.csv, metrics.md."
     ),
     metrics: str = typer.Option(
-        "paper", "--metrics", help="Comma-separated names, or paper | classic | all."
+        "paper",
+        "--metrics",
+        callback=check_metrics,
+        help=f"Comma-separated names ({', '.join(METRIC_NAMES)}), or paper | classic | all.",
     ),
     weights_dir: Path = typer.Option(
         None,
         "--weights-dir",
         help="Folder with the LPIPS/FID weight files (else the torch hub cache).",
+    ),
+    offline: bool = typer.Option(
+        False,
+        "--offline",
+        help="Never download missing LPIPS/FID weights (also SIREM_OFFLINE=1 or HF_HUB_OFFLINE=1).",
     ),
     fid_frames: int = typer.Option(512, "--fid-frames", help="Frames sampled for FID (0: all)."),
     report: Path = typer.Option(
@@ -55,6 +75,7 @@ def evaluate(
                 out_dir=out_dir,
                 metrics=metrics,
                 weights_dir=weights_dir,
+                offline=True if offline else None,
                 fid_max_frames=fid_frames or None,
                 report_dir=report,
                 overwrite=overwrite,

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from sirem_cli.cli._common import cli_errors, err, out, progress, table
+from sirem_cli.cli._options import ArmSelection, EncoderName, FusionMap, choices_help
+from sirem_cli.models.registry import ARM_SELECTIONS, ENCODERS, FUSION_MAPS
 
 
 def train(
@@ -16,7 +18,9 @@ def train(
     out_file: Path = typer.Option(
         None, "--out", "-o", help="Checkpoint (default: next to the first input)."
     ),
-    encoder: str = typer.Option("hubert", "--encoder", help="Frozen audio encoder: hubert | mel."),
+    encoder: EncoderName = typer.Option(
+        "hubert", "--encoder", help=choices_help("Frozen audio encoder.", ENCODERS)
+    ),
     hubert: str = typer.Option(
         None, "--hubert", help="HuBERT folder (or hub id found in the local cache)."
     ),
@@ -37,8 +41,10 @@ def train(
     no_audio: bool = typer.Option(
         False, "--no-audio", help="Ablation: audio embeddings replaced by zeros."
     ),
-    eba: str = typer.Option("static", "--eba", help="Fusion map: static | frame | learned."),
-    arm_select: str = typer.Option("soft", "--arm-select", help="soft | topk (straight-through)."),
+    eba: FusionMap = typer.Option("static", "--eba", help=choices_help("Fusion map.", FUSION_MAPS)),
+    arm_select: ArmSelection = typer.Option(
+        "soft", "--arm-select", help=choices_help("Arm selection.", ARM_SELECTIONS)
+    ),
     target: str = typer.Option("reference", "--target", help="Training target: reference | truth."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
@@ -66,16 +72,16 @@ def train(
                 val_every=val_every,
                 budget_k=budget,
                 no_audio=no_audio,
-                eba_mode=eba,
-                arm_select=arm_select,
+                eba_mode=eba.value,
+                arm_select=arm_select.value,
                 seed=seed,
                 device=device,
-                encoder=encoder,
+                encoder=encoder.value,
             )
         except ValueError as exc:
             raise InputError(str(exc)) from None
         run = ModelRunConfig(
-            encoder=encoder,
+            encoder=encoder.value,
             hubert=hubert,
             bf16=bf16,
             target=target,

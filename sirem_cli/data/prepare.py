@@ -18,10 +18,12 @@ from sirem_cli.data.eba import DEFAULT_EBA_ARTICULATORS, LABEL_IDS, contour_maps
 from sirem_cli.data.orientation import find_transform, fold_transform
 from sirem_cli.data.splits import assign_splits, parse_splits
 from sirem_cli.errors import FormatError, InputError, ShapeError
+from sirem_cli.imaging import normalize_magnitude
 from sirem_cli.io.estimates import prepared_bytes
 from sirem_cli.io.output import check_output, claim_outputs
 from sirem_cli.io.prepared import PreparedWriter
 from sirem_cli.io.schema import PREPARED_FORMAT
+from sirem_cli.mri.spiral import to_radians
 
 ARMS = 13
 TARGET_RATE_HZ = 16000
@@ -269,9 +271,11 @@ def prepare_utterance(
     reference = _upright_frames(recon[ref_index], size)
 
     # Step 7: orientation of a plain gridding, checked against /recon and folded into the data.
-    traj_raw = _to_radians(traj_cycles)
+    traj_raw = to_radians(traj_cycles)
     gridded = _grid_samples(kspace, traj_raw, dcf, size)
-    transform, corr, _ = find_transform(gridded, _normalize(reference[_sample_frames(n_frames)]))
+    transform, corr, _ = find_transform(
+        gridded, normalize_magnitude(reference[_sample_frames(n_frames)])
+    )
     if corr < config.min_orientation_corr:
         raise FormatError(
             f"{raw_path}: gridded frames do not match {Path(recon_path).name} in any orientation "
@@ -302,7 +306,7 @@ def prepare_utterance(
         "traj": traj,
         "dcf": dcf,
         "smaps": smaps,
-        "reference": _normalize(reference),
+        "reference": normalize_magnitude(reference),
         "ref_index": ref_index.astype(np.int64),
         "frame_time": frame_time,
         "audio": audio,
@@ -395,23 +399,16 @@ def bin_frames(
     return np.ascontiguousarray(kspace, dtype=np.complex64), first[..., :2].astype(np.float64), dcf
 
 
-def _to_radians(traj_cycles: np.ndarray) -> np.ndarray:
-    rad = traj_cycles * 2 * np.pi
-    return np.where(rad >= np.pi, rad - 2 * np.pi, rad)
-
-
 def _sample_frames(n_frames: int, n: int = 8) -> np.ndarray:
     return np.unique(np.linspace(0, n_frames - 1, min(n, n_frames)).round().astype(int))
 
 
 def _grid_samples(kspace: np.ndarray, traj: np.ndarray, dcf: np.ndarray, size: int) -> np.ndarray:
-    """Root-sum-of-squares adjoint gridding of a few frames (orientation check)."""
-    from sirem_cli.nufft import make_nufft
+    """Root-sum-of-squares gridding of a few frames (orientation check)."""
+    from sirem_cli.mri.coils import gridded_coil_images
 
     idx = _sample_frames(kspace.shape[0])
-    op = make_nufft(traj.reshape(-1, 2).astype(np.float32), (size, size))
-    weighted = kspace[idx] * dcf[None, None]
-    coil_images = np.asarray(op.adjoint(weighted.reshape(len(idx), kspace.shape[1], -1)))
+    coil_images = gridded_coil_images(kspace[idx], traj.astype(np.float32), dcf, (size, size))
     return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=1))
 
 
@@ -426,13 +423,6 @@ def estimate_coil_maps(
         kspace, traj.astype(np.float32), dcf, (size, size)
     )
     return np.asarray(walsh_maps(coil_images, smoothing=window), dtype=np.complex64)
-
-
-def _normalize(frames: np.ndarray) -> np.ndarray:
-    """Per-frame division by the maximum: non-negative frames into [0, 1]."""
-    frames = np.asarray(frames, dtype=np.float32)
-    peak = frames.reshape(frames.shape[0], -1).max(axis=1)
-    return frames / np.where(peak > 0, peak, 1)[:, None, None]
 
 
 def _upright_frames(recon_frames: np.ndarray, size: int) -> np.ndarray:
@@ -522,7 +512,7 @@ def _truth_frames(path: Path, ref_index: np.ndarray, size: int) -> np.ndarray:
         from skimage.transform import resize
 
         truth = resize(truth, (truth.shape[0], size, size), anti_aliasing=True)
-    return _normalize(truth)
+    return normalize_magnitude(truth)
 
 
 def summarize(result: PrepareResult) -> list[list[Any]]:

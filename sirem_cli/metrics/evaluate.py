@@ -195,26 +195,48 @@ class PerceptualModels:
     Args:
         weights_dir: folder searched for weight files before ``$TORCH_HOME/hub/checkpoints``.
         batch_size: frames per network forward pass.
+        offline: never download a missing weight file (None: follow ``SIREM_OFFLINE`` /
+            ``HF_HUB_OFFLINE``; see :mod:`sirem_cli.metrics.weights`).
+        download_progress: ``progress(file_name, bytes_done, bytes_total)`` while downloading.
     """
 
-    def __init__(self, weights_dir: Path | str | None = None, *, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        weights_dir: Path | str | None = None,
+        *,
+        batch_size: int = 32,
+        offline: bool | None = None,
+        download_progress: Callable[[str, int, int], None] | None = None,
+    ) -> None:
         self.weights_dir = weights_dir
         self.batch_size = batch_size
+        self.offline = offline
+        self.download_progress = download_progress
         self._nets: dict[str, Any] = {}
+        self._failed: dict[str, Exception] = {}
         self._features: dict[tuple[Any, ...], np.ndarray] = {}
 
     def net(self, metric: str) -> Any:
         """The loaded network of ``"lpips"`` or ``"fid"``.
 
         Raises:
-            WeightsUnavailable: weight files are missing.
+            WeightsUnavailable: weight files are missing and not downloadable, or fail their
+                SHA-256 check.
             FormatError: a weight file is unreadable or of the wrong architecture.
         """
+        if metric in self._failed:  # one attempt per metric: no download retried per method
+            raise self._failed[metric]
         if metric not in self._nets:
             from sirem_cli.metrics import perceptual
 
             loader = perceptual.load_lpips if metric == "lpips" else perceptual.load_inception
-            self._nets[metric] = loader(self.weights_dir)
+            try:
+                self._nets[metric] = loader(
+                    self.weights_dir, offline=self.offline, progress=self.download_progress
+                )
+            except perceptual.WeightsUnavailable as exc:
+                self._failed[metric] = exc
+                raise
         return self._nets[metric]
 
     def fid_features(

@@ -15,9 +15,11 @@ Weights: ``pt_inception-2015-12-05-6726825d.pth`` (pytorch-fid's release file).
 
 Weight files are looked up in ``weights_dir`` first, then in ``$TORCH_HOME/hub/checkpoints``
 (default ``~/.cache/torch/hub/checkpoints``, or ``$XDG_CACHE_HOME/torch/hub/checkpoints``),
-the folder torchvision, lpips and pytorch-fid use. Nothing is ever downloaded; a missing file
-raises :class:`WeightsUnavailable` naming it. Files are read with
-``torch.load(..., weights_only=True)``.
+the folder torchvision, lpips and pytorch-fid use; :mod:`sirem_cli.metrics.weights` holds their
+published URLs and SHA-256 and checks every file before it is read. A missing file is
+downloaded into the hub cache on first use unless offline (``offline=True``, ``SIREM_OFFLINE=1``
+or ``HF_HUB_OFFLINE=1``), when :class:`WeightsUnavailable` names it and how to provide it.
+Files are read with ``torch.load(..., weights_only=True)``.
 
 Grayscale frames (N, H, W) in [0, 1] are repeated to 3 channels. LPIPS runs at the native
 frame size (84 x 84 gives 20 x 20 relu1 maps), as the lpips package does.
@@ -25,7 +27,6 @@ frame size (84 x 84 gives 20 x 20 relu1 maps), as the lpips package does.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -34,7 +35,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sirem_cli.errors import BackendUnavailable, FormatError, ShapeError
+from sirem_cli.errors import FormatError, ShapeError
+from sirem_cli.metrics.weights import (
+    ALEXNET_FILE,
+    INCEPTION_FILE,
+    LPIPS_HEADS_FILE,
+    METRIC_FILES,
+    DownloadProgress,
+    WeightsUnavailable,
+    find_weight_files,
+    hub_checkpoint_dir,
+    resolve_weight_files,
+)
 
 __all__ = [
     "ALEXNET_FILE",
@@ -56,99 +68,15 @@ __all__ = [
     "weights_status",
 ]
 
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
-LPIPS_HEADS_FILE = "alex.pth"
-INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
-
 #: Smallest frame side AlexNet's two 3 x 3 / 2 max-poolings accept (relu2 is then 3 x 3).
 LPIPS_MIN_SIZE = 31
 
-#: Weight files each network-based metric needs, and what they are.
-WEIGHT_FILES: dict[str, tuple[str, ...]] = {
-    "lpips": (ALEXNET_FILE, LPIPS_HEADS_FILE),
-    "fid": (INCEPTION_FILE,),
-}
-_FILE_ORIGIN = {
-    ALEXNET_FILE: "torchvision's AlexNet weights",
-    LPIPS_HEADS_FILE: "the lpips package's lpips/weights/v0.1/alex.pth",
-    INCEPTION_FILE: "pytorch-fid's FID Inception weights",
-}
-
-
-class WeightsUnavailable(BackendUnavailable):
-    """Pretrained weight files for a metric are missing.
-
-    Attributes:
-        metric: ``"lpips"`` or ``"fid"``.
-        missing: the missing file names.
-        searched: the folders searched, in order.
-    """
-
-    def __init__(self, metric: str, missing: Sequence[str], searched: Sequence[Path]) -> None:
-        self.metric = metric
-        self.missing = tuple(missing)
-        self.searched = tuple(searched)
-        files = ", ".join(f"{name} ({_FILE_ORIGIN.get(name, 'weights')})" for name in missing)
-        where = ", ".join(str(p) for p in searched)
-        super().__init__(
-            f"{metric.upper()} unavailable: missing {files}; searched {where}; "
-            f"copy the file(s) into {searched[-1]} or pass --weights-dir DIR holding them"
-        )
-
-
-def hub_checkpoint_dir() -> Path:
-    """The folder torch.hub keeps downloaded checkpoints in, computed without torch.hub.
-
-    ``$TORCH_HOME/hub/checkpoints`` when TORCH_HOME is set, otherwise
-    ``$XDG_CACHE_HOME/torch/hub/checkpoints`` (XDG_CACHE_HOME defaults to ``~/.cache``).
-    """
-    torch_home = os.environ.get("TORCH_HOME")
-    if torch_home:
-        base = Path(torch_home).expanduser()
-    else:
-        cache = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
-        base = Path(cache).expanduser() / "torch"
-    return base / "hub" / "checkpoints"
-
-
-def _search_dirs(weights_dir: Path | str | None) -> list[Path]:
-    dirs = [Path(weights_dir).expanduser()] if weights_dir is not None else []
-    hub = hub_checkpoint_dir()
-    if hub not in dirs:
-        dirs.append(hub)
-    return dirs
-
-
-def find_weight_files(metric: str, weights_dir: Path | str | None = None) -> dict[str, Path]:
-    """Locate the weight files of ``metric`` (``"lpips"`` or ``"fid"``).
-
-    Args:
-        metric: metric name.
-        weights_dir: folder searched first; None searches only the torch hub checkpoints.
-
-    Returns:
-        File name -> path of each needed file.
-
-    Raises:
-        WeightsUnavailable: a file is in none of the folders (the message names every
-            missing file and every folder searched).
-    """
-    names = WEIGHT_FILES[metric]
-    dirs = _search_dirs(weights_dir)
-    found: dict[str, Path] = {}
-    for name in names:
-        for d in dirs:
-            if (d / name).is_file():
-                found[name] = d / name
-                break
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise WeightsUnavailable(metric, missing, dirs)
-    return found
+#: Weight files each network-based metric needs (see :mod:`sirem_cli.metrics.weights`).
+WEIGHT_FILES = METRIC_FILES
 
 
 def weights_status(metric: str, weights_dir: Path | str | None = None) -> str | None:
-    """None when the weight files of ``metric`` are present, else the one-line reason."""
+    """None when the weight files of ``metric`` are present (not checked), else the reason."""
     try:
         find_weight_files(metric, weights_dir)
     except WeightsUnavailable as exc:
@@ -287,14 +215,25 @@ class LpipsAlex(nn.Module):
         return total
 
 
-def load_lpips(weights_dir: Path | str | None = None) -> LpipsAlex:
+def load_lpips(
+    weights_dir: Path | str | None = None,
+    *,
+    offline: bool | None = None,
+    progress: DownloadProgress | None = None,
+) -> LpipsAlex:
     """Build LPIPS-Alex and load the published weights (eval mode, no gradients).
 
+    Args:
+        weights_dir: folder searched before the torch hub cache.
+        offline: never download (None: follow ``SIREM_OFFLINE`` / ``HF_HUB_OFFLINE``).
+        progress: download progress callback ``progress(name, bytes_done, bytes_total)``.
+
     Raises:
-        WeightsUnavailable: a weight file is missing.
+        WeightsUnavailable: a weight file is missing and cannot be downloaded, or it fails
+            its SHA-256 check (subclasses say which).
         FormatError: a file is unreadable or lacks a key / has a wrong shape (names the file).
     """
-    files = find_weight_files("lpips", weights_dir)
+    files = resolve_weight_files("lpips", weights_dir, offline=offline, progress=progress)
     net = LpipsAlex()
     alex = _read_state_dict(files[ALEXNET_FILE])
     heads = _read_state_dict(files[LPIPS_HEADS_FILE])
@@ -535,14 +474,25 @@ class FidInceptionV3(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
-def load_inception(weights_dir: Path | str | None = None) -> FidInceptionV3:
+def load_inception(
+    weights_dir: Path | str | None = None,
+    *,
+    offline: bool | None = None,
+    progress: DownloadProgress | None = None,
+) -> FidInceptionV3:
     """Build the FID Inception-v3 and load the published weights (eval mode, no gradients).
 
+    Args:
+        weights_dir: folder searched before the torch hub cache.
+        offline: never download (None: follow ``SIREM_OFFLINE`` / ``HF_HUB_OFFLINE``).
+        progress: download progress callback ``progress(name, bytes_done, bytes_total)``.
+
     Raises:
-        WeightsUnavailable: the weight file is missing.
+        WeightsUnavailable: the weight file is missing and cannot be downloaded, or it fails
+            its SHA-256 check (subclasses say which).
         FormatError: the file is unreadable or lacks a key / has a wrong shape (names it).
     """
-    files = find_weight_files("fid", weights_dir)
+    files = resolve_weight_files("fid", weights_dir, offline=offline, progress=progress)
     net = FidInceptionV3()
     path = files[INCEPTION_FILE]
     _load_checked(net, [(path, _read_state_dict(path))])

@@ -1,6 +1,6 @@
 """Frozen audio encoders that turn 16 kHz audio windows into one embedding each.
 
-Two encoders, chosen by name (:data:`ENCODER_NAMES`):
+Two encoders, chosen by name (the registry :data:`sirem_cli.models.registry.ENCODERS`):
 
 * ``hubert``: transformers ``HubertModel`` (default ``facebook/hubert-base-ls960``), the last hidden
   state mean-pooled over time (paper eqs. 9-10), E = 768. Weights come from a local folder
@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from sirem_cli.errors import BackendUnavailable, InputError, ShapeError
+from sirem_cli.models.registry import EncoderOptions, build_encoder
 
 if TYPE_CHECKING:
     import torch
 
-ENCODER_NAMES: tuple[str, ...] = ("hubert", "mel")
 SAMPLE_RATE_HZ = 16000
 DEFAULT_HUBERT = "facebook/hubert-base-ls960"
 HUBERT_MIN_SAMPLES = 400  # receptive field of HuBERT's convolutional feature extractor
@@ -415,6 +415,18 @@ def random_hubert(
     return HubertEncoder(model, device=device, bf16=bf16, source=f"random(seed={seed})")
 
 
+def build_mel(options: EncoderOptions) -> MelEncoder:
+    """Registry builder of ``mel`` (no options used)."""
+    return MelEncoder()
+
+
+def build_hubert(options: EncoderOptions) -> HubertEncoder:
+    """Registry builder of ``hubert``: local weights (``options.weights``), device, bf16."""
+    return load_hubert(
+        options.weights, device=options.device, bf16=options.bf16, cache_dir=options.cache_dir
+    )
+
+
 def make_encoder(
     name: str,
     *,
@@ -423,20 +435,17 @@ def make_encoder(
     bf16: bool = False,
     cache_dir: Path | None = None,
 ) -> AudioEncoder:
-    """Build an encoder by name.
+    """Build an encoder of the registry by name.
 
     Args:
-        name: one of :data:`ENCODER_NAMES`.
-        hubert: HuBERT folder or hub id (``hubert`` only).
-        device: torch device (``hubert`` only).
-        bf16: bfloat16 autocast (``hubert`` only).
-        cache_dir: Hugging Face hub cache (``hubert`` only).
+        name: one of :data:`~sirem_cli.models.registry.ENCODER_NAMES`.
+        hubert: weights folder or hub id (encoders that need weights).
+        device: torch device.
+        bf16: bfloat16 autocast.
+        cache_dir: Hugging Face hub cache.
 
     Returns:
         The frozen encoder.
     """
-    if name == "mel":
-        return MelEncoder()
-    if name == "hubert":
-        return load_hubert(hubert, device=device, bf16=bf16, cache_dir=cache_dir)
-    raise InputError(f"unknown audio encoder {name!r}; choose from {', '.join(ENCODER_NAMES)}")
+    options = EncoderOptions(weights=hubert, device=device, bf16=bf16, cache_dir=cache_dir)
+    return build_encoder(name, options)

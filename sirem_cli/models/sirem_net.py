@@ -1,20 +1,23 @@
 """The SIREM network: audio branch, learned arm weighting, MRI branch and fusion.
 
-Paper eqs. 1-3 and 9-16. Shapes: B batch, A arms per frame (13), S samples per arm, C coils,
-H x W image, E embedding size.
+Paper eqs. 1-3 and 9-16. Shapes: B batch, A interleaves (13 in USC: one learned weight each),
+N arms per frame (A for the paper's 13-arm frames; with fewer, frame t holds the interleaves
+``arms[t]``), S samples per arm, C coils, H x W image, E embedding size.
 
 * Audio branch (eq. 11): x_a = D(h), h the cached time-pooled embedding, D the MLP decoder
   (:class:`~sirem_cli.models.decoder.AudioDecoder`), output in [0, 1].
 * Arm weighting (eq. 16): p = sigmoid(l), l in R^A trainable, initialized to 0 (p = 0.5). With
   ``arm_select="topk"`` the forward pass uses a hard 0/1 mask of the K largest p and the backward
   pass the gradient of the soft p (straight-through estimator).
-* MRI branch (eq. 13): x_m = |sum_c conj(S_c) NUFFT^H(p * dcf * k_c)| / (max + eps), normalized
-  to [0, 1] per frame by dividing by the frame's maximum (plus ``eps`` = 1e-8, so an all-zero
-  frame stays 0). The map is linear in k-space up to the magnitude, so with the per-arm
-  coil-combined images B_a = sum_c conj(S_c) NUFFT^H(dcf_a * k_{c,a}) it equals
-  |sum_a p_a B_a| / (max + eps). Training uses this form (B_a is precomputed once per frame, an
-  epoch costs no NUFFT and the gradient to l is exact); :func:`mri_branch_from_kspace` computes the
-  same thing through any differentiable adjoint NUFFT.
+* MRI branch (eq. 13): x_m = |A^H(p[arms] * dcf * k)| / (max + eps) with A^H the SENSE adjoint
+  sum_c conj(S_c) NUFFT^H of the frame's arms, normalized to [0, 1] per frame by dividing by the
+  frame's maximum (plus ``eps`` = 1e-8, so an all-zero frame stays 0). The map is linear in
+  k-space up to the magnitude, so with the per-arm coil-combined images
+  B_j = sum_c conj(S_c) NUFFT_j^H(dcf_j * k_{c,j}) it equals |sum_j p[arms_j] B_j| / (max + eps).
+  Training uses this form (B_j is precomputed once per frame by the same SENSE operator,
+  :meth:`~sirem_cli.mri.sense.FrameSenseOp.arm_adjoint`; an epoch costs no NUFFT and the
+  gradient to l is exact); :func:`mri_branch_from_kspace` computes the same thing through the
+  differentiable SENSE adjoint.
 * Fusion (eq. 3): x_hat = w x_a + (1 - w) x_m, with w ``static`` (the mean of the training frames'
   explained-by-audio maps, a buffer saved in the checkpoint), ``frame`` (the per-frame annotated
   map, an oracle) or ``learned`` (predicted by :class:`FusionHead` from the audio embedding and
@@ -27,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -35,16 +38,19 @@ from torch import Tensor, nn
 from sirem_cli.config import JsonConfig
 from sirem_cli.errors import InputError, ShapeError
 from sirem_cli.models.decoder import DEFAULT_DROPOUT, DEFAULT_HIDDEN, AudioDecoder
+from sirem_cli.models.registry import (
+    ARM_SELECTIONS,
+    DEFAULT_ENCODER,
+    FUSION_MAPS,
+    check_choice,
+    encoder_spec,
+)
 
-ARM_SELECT_MODES: tuple[str, ...] = ("soft", "topk")
-EBA_MODES: tuple[str, ...] = ("static", "frame", "learned")
 MRI_EPS = 1e-8
 _PRIOR_CLAMP = 1e-3
 
-#: Adjoint NUFFT of one batch of frames: (B, C, A*S) complex64 -> (B, C, H, W) complex64.
-AdjointFn = Callable[[Tensor], Tensor]
-#: Adjoint NUFFT of one arm: (arm index, (B, C, S) complex64) -> (B, C, H, W) complex64.
-ArmAdjointFn = Callable[[int, Tensor], Tensor]
+#: SENSE adjoint of a batch of frames: (B, C, N, S) complex64 -> (B, H, W) complex64.
+SenseAdjointFn = Callable[[Tensor], Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +84,7 @@ class ModelConfig(JsonConfig):
     arm_topk: int = 2
     eba_mode: str = "static"
     no_audio: bool = False
-    encoder: str = "mel"
+    encoder: str = DEFAULT_ENCODER
     mri_eps: float = MRI_EPS
     head_channels: int = 16
     head_audio_channels: int = 8
@@ -86,14 +92,9 @@ class ModelConfig(JsonConfig):
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
         object.__setattr__(self, "decoder_hidden", tuple(int(v) for v in self.decoder_hidden))
-        if self.arm_select not in ARM_SELECT_MODES:
-            raise InputError(
-                f"arm_select must be one of {', '.join(ARM_SELECT_MODES)}, got {self.arm_select!r}"
-            )
-        if self.eba_mode not in EBA_MODES:
-            raise InputError(
-                f"eba_mode must be one of {', '.join(EBA_MODES)}, got {self.eba_mode!r}"
-            )
+        check_choice("arm_select", self.arm_select, ARM_SELECTIONS)
+        check_choice("eba_mode", self.eba_mode, FUSION_MAPS)
+        encoder_spec(self.encoder)
         if not 1 <= self.arm_topk <= self.n_arms:
             raise InputError(f"arm_topk must be in 1..{self.n_arms}, got {self.arm_topk}")
         if len(self.image_size) != 2 or min(self.image_size) < 1:
@@ -152,17 +153,29 @@ def normalize_per_frame(magnitude: Tensor, eps: float = MRI_EPS) -> Tensor:
     return magnitude / (peak + eps)
 
 
-def _check_p(p: Tensor, n_arms: int) -> None:
-    if p.ndim != 1 or p.shape[0] != n_arms or p.is_complex():
-        raise ShapeError(f"arm weights p: expected real (A,) = ({n_arms},), got {tuple(p.shape)}")
+def _check_p(p: Tensor, n_batch: int, n_arms: int) -> None:
+    if p.is_complex() or p.shape not in ((n_arms,), (n_batch, n_arms)):
+        raise ShapeError(
+            f"arm weights p: expected real (N,) = ({n_arms},) or (B, N) = ({n_batch}, {n_arms}), "
+            f"got {tuple(p.shape)}"
+        )
+
+
+def frame_arm_weights(p: Tensor, arms: Tensor | None, n_batch: int) -> Tensor:
+    """The weights of each frame's own arms: ``p[arms]`` (B, N), or p (A,) broadcast to (B, A)
+    when every frame holds all arms in interleaf order (``arms`` None)."""
+    if arms is None:
+        return p.expand(n_batch, -1)
+    return p[arms.to(device=p.device, dtype=torch.long)]  # (B, N)
 
 
 def mri_branch_from_arm_images(p: Tensor, arm_images: Tensor, eps: float = MRI_EPS) -> Tensor:
-    """MRI branch from precomputed per-arm coil-combined images: |sum_a p_a B_a| / (max + eps).
+    """MRI branch from per-arm coil-combined images: |sum_j p_j B_j| / (max + eps).
 
     Args:
-        p: (A,) float32 arm weights.
-        arm_images: (B, A, H, W) complex64, B_a = sum_c conj(S_c) NUFFT^H(dcf_a * k_{c,a}).
+        p: (N,) or (B, N) float32 weights of the frames' arms (:func:`frame_arm_weights`).
+        arm_images: (B, N, H, W) complex64, B_j = sum_c conj(S_c) NUFFT_j^H(dcf_j * k_{c,j})
+            (:meth:`~sirem_cli.mri.sense.FrameSenseOp.arm_adjoint` of the weighted k-space).
         eps: see :func:`normalize_per_frame`.
 
     Returns:
@@ -170,11 +183,12 @@ def mri_branch_from_arm_images(p: Tensor, arm_images: Tensor, eps: float = MRI_E
     """
     if arm_images.ndim != 4 or not arm_images.is_complex():
         raise ShapeError(
-            f"arm_images: expected complex (B, A, H, W), got {arm_images.dtype} "
+            f"arm_images: expected complex (B, N, H, W), got {arm_images.dtype} "
             f"{tuple(arm_images.shape)}"
         )
-    _check_p(p, arm_images.shape[1])
-    combined = torch.einsum("a,bahw->bhw", p.to(arm_images.dtype), arm_images)  # (B, H, W)
+    _check_p(p, arm_images.shape[0], arm_images.shape[1])
+    weights = p.to(arm_images.dtype).expand(arm_images.shape[0], -1)  # (B, N)
+    combined = torch.einsum("bn,bnhw->bhw", weights, arm_images)  # (B, H, W)
     return normalize_per_frame(combined.abs(), eps)
 
 
@@ -182,98 +196,37 @@ def mri_branch_from_kspace(
     p: Tensor,
     kspace: Tensor,
     dcf: Tensor,
-    smaps: Tensor,
-    adjoint: AdjointFn,
+    sense_adjoint: SenseAdjointFn,
     eps: float = MRI_EPS,
 ) -> Tensor:
-    """MRI branch from k-space (paper eq. 13): |sum_c conj(S_c) NUFFT^H(p * dcf * k_c)|, normalized.
+    """MRI branch from k-space (paper eq. 13): |A^H (p (.) dcf (.) k)|, normalized per frame.
+
+    A^H is the SENSE adjoint ``sum_c conj(S_c) NUFFT^H`` of the frames' own arms, so this is
+    the same linear map as :func:`mri_branch_from_arm_images` applied without the per-arm split.
 
     Args:
-        p: (A,) float32 arm weights.
-        kspace: (B, C, A, S) complex64 frames.
-        dcf: (A, S) float32 density compensation.
-        smaps: (C, H, W) complex64 coil sensitivities.
-        adjoint: differentiable adjoint NUFFT on the frame's trajectory,
-            (B, C, A*S) complex64 -> (B, C, H, W) complex64 (e.g. the autograd NUFFT).
+        p: (B, N) float32 weights of each frame's arms (:func:`frame_arm_weights`).
+        kspace: (B, C, N, S) complex64 frames.
+        dcf: (B, N, S) float32 density compensation of each frame's arms.
+        sense_adjoint: differentiable SENSE adjoint (B, C, N, S) -> (B, H, W), e.g.
+            :meth:`~sirem_cli.mri.sense.FrameSenseOp.adjoint` of these frames.
         eps: see :func:`normalize_per_frame`.
 
     Returns:
-        (B, H, W) x_m in [0, 1], float32 for a complex64 adjoint (the real dtype of what
-        ``adjoint`` returns), differentiable with respect to p through ``adjoint``.
+        (B, H, W) x_m in [0, 1] (the real dtype of what ``sense_adjoint`` returns),
+        differentiable with respect to p.
     """
     if kspace.ndim != 4 or not kspace.is_complex():
-        raise ShapeError(f"kspace: expected complex (B, C, A, S), got {tuple(kspace.shape)}")
-    n_batch, n_coils, n_arms, n_samples = kspace.shape
-    _check_p(p, n_arms)
-    if tuple(dcf.shape) != (n_arms, n_samples):
-        raise ShapeError(f"dcf: expected (A, S) = {(n_arms, n_samples)}, got {tuple(dcf.shape)}")
-    if smaps.ndim != 3 or smaps.shape[0] != n_coils:
-        raise ShapeError(f"smaps: expected (C, H, W) with C = {n_coils}, got {tuple(smaps.shape)}")
-    weights = p[:, None] * dcf  # (A, S)
-    weighted = (kspace * weights.to(kspace.dtype)).reshape(n_batch, n_coils, -1)  # (B, C, A*S)
-    coil_images = adjoint(weighted)  # (B, C, H, W)
-    if tuple(coil_images.shape) != (n_batch, n_coils, *smaps.shape[1:]):
+        raise ShapeError(f"kspace: expected complex (B, C, N, S), got {tuple(kspace.shape)}")
+    n_batch, _, n_arms, n_samples = kspace.shape
+    _check_p(p, n_batch, n_arms)
+    if tuple(dcf.shape) != (n_batch, n_arms, n_samples):
         raise ShapeError(
-            f"adjoint returned {tuple(coil_images.shape)}, expected "
-            f"{(n_batch, n_coils, *smaps.shape[1:])}"
+            f"dcf: expected (B, N, S) = {(n_batch, n_arms, n_samples)}, got {tuple(dcf.shape)}"
         )
-    combined = (smaps.conj() * coil_images).sum(dim=1)  # (B, H, W)
+    weights = p.expand(n_batch, -1)[..., None] * dcf  # (B, N, S)
+    combined = sense_adjoint(kspace * weights[:, None].to(kspace.dtype))  # (B, H, W)
     return normalize_per_frame(combined.abs(), eps)
-
-
-def masked_arm_adjoint(adjoint: AdjointFn, n_arms: int, n_samples: int) -> ArmAdjointFn:
-    """Turn a whole-frame adjoint NUFFT into a per-arm one by zero-filling the other arms.
-
-    Exact but A times the cost of one adjoint; pass a per-arm plan to
-    :func:`arm_images_from_kspace` instead when speed matters.
-
-    Args:
-        adjoint: (B, C, A*S) complex64 -> (B, C, H, W) complex64.
-        n_arms: A.
-        n_samples: S.
-
-    Returns:
-        arm_adjoint(a, (B, C, S) complex64) -> (B, C, H, W) complex64.
-    """
-
-    def arm_adjoint(arm: int, kspace_arm: Tensor) -> Tensor:
-        n_batch, n_coils = kspace_arm.shape[:2]
-        full = kspace_arm.new_zeros(n_batch, n_coils, n_arms, n_samples)  # (B, C, A, S)
-        full[:, :, arm] = kspace_arm
-        return adjoint(full.reshape(n_batch, n_coils, n_arms * n_samples))
-
-    return arm_adjoint
-
-
-def arm_images_from_kspace(
-    kspace: Tensor, dcf: Tensor, smaps: Tensor, arm_adjoint: ArmAdjointFn
-) -> Tensor:
-    """Per-arm coil-combined images B_a = sum_c conj(S_c) NUFFT^H(dcf_a * k_{c,a}).
-
-    Computed once per frame (e.g. when building the training data); the MRI branch is then
-    |sum_a p_a B_a| normalized (:func:`mri_branch_from_arm_images`).
-
-    Args:
-        kspace: (B, C, A, S) complex64 frames.
-        dcf: (A, S) float32 density compensation.
-        smaps: (C, H, W) complex64 coil sensitivities.
-        arm_adjoint: (arm index, (B, C, S) complex64) -> (B, C, H, W) complex64, the adjoint NUFFT
-            on that arm's trajectory (see :func:`masked_arm_adjoint`).
-
-    Returns:
-        (B, A, H, W) complex64 arm images.
-    """
-    if kspace.ndim != 4 or not kspace.is_complex():
-        raise ShapeError(f"kspace: expected complex (B, C, A, S), got {tuple(kspace.shape)}")
-    n_arms, n_samples = kspace.shape[2:]
-    if tuple(dcf.shape) != (n_arms, n_samples):
-        raise ShapeError(f"dcf: expected (A, S) = {(n_arms, n_samples)}, got {tuple(dcf.shape)}")
-    images = []
-    for arm in range(n_arms):
-        weighted = kspace[:, :, arm] * dcf[arm].to(kspace.dtype)  # (B, C, S)
-        coil_images = arm_adjoint(arm, weighted)  # (B, C, H, W)
-        images.append((smaps.conj() * coil_images).sum(dim=1))  # (B, H, W)
-    return torch.stack(images, dim=1).to(torch.complex64)  # (B, A, H, W)
 
 
 def fuse(x_audio: Tensor, x_mri: Tensor, w: Tensor) -> Tensor:
@@ -447,46 +400,56 @@ class SiremNet(nn.Module):
         return SiremOutput(fuse(x_audio, x_mri, w), x_audio, x_mri, w, p, p_used)
 
     def forward(
-        self, embeddings: Tensor, arm_images: Tensor, eba: Tensor | None = None
+        self,
+        embeddings: Tensor,
+        arm_images: Tensor,
+        eba: Tensor | None = None,
+        arms: Tensor | None = None,
     ) -> SiremOutput:
         """Reconstruct frames from embeddings and precomputed arm images.
 
         Args:
             embeddings: (B, E) float32 cached audio embeddings.
-            arm_images: (B, A, H, W) complex64 per-arm coil-combined images.
+            arm_images: (B, N, H, W) complex64 per-arm coil-combined images.
             eba: (B, H, W) float32 per-frame maps (``frame`` mode only).
+            arms: (B, N) interleaf index of each arm image (None: all A interleaves in
+                order, N = A).
 
         Returns:
             The :class:`SiremOutput`; ``recon`` is (B, H, W) float32 in [0, 1].
         """
         p, p_used = self.arm_weights()
-        x_mri = mri_branch_from_arm_images(p_used, arm_images, self.config.mri_eps)
+        p_frame = frame_arm_weights(p_used, arms, arm_images.shape[0])
+        x_mri = mri_branch_from_arm_images(p_frame, arm_images, self.config.mri_eps)
         return self.fuse_branches(embeddings, x_mri, eba, p, p_used)
 
     def forward_kspace(
         self,
         embeddings: Tensor,
         kspace: Tensor,
+        sense: Any,
         dcf: Tensor,
-        smaps: Tensor,
-        adjoint: AdjointFn,
         eba: Tensor | None = None,
     ) -> SiremOutput:
-        """Like :meth:`forward`, from k-space through a differentiable adjoint NUFFT.
+        """Like :meth:`forward`, from k-space through the SENSE adjoint.
 
         Args:
             embeddings: (B, E) float32.
-            kspace: (B, C, A, S) complex64.
-            dcf: (A, S) float32.
-            smaps: (C, H, W) complex64.
-            adjoint: (B, C, A*S) complex64 -> (B, C, H, W) complex64.
+            kspace: (B, C, N, S) complex64.
+            sense: the :class:`~sirem_cli.mri.sense.FrameSenseOp` of these B frames (its
+                ``arms`` (B, N) and differentiable ``adjoint``).
+            dcf: (I, S) float32 density compensation of the interleaf table.
             eba: (B, H, W) float32 (``frame`` mode only).
 
         Returns:
             The :class:`SiremOutput`.
         """
         p, p_used = self.arm_weights()
-        x_mri = mri_branch_from_kspace(p_used, kspace, dcf, smaps, adjoint, self.config.mri_eps)
+        arms = torch.as_tensor(sense.arms, device=p_used.device, dtype=torch.long)  # (B, N)
+        p_frame = frame_arm_weights(p_used, arms, kspace.shape[0])
+        x_mri = mri_branch_from_kspace(
+            p_frame, kspace, dcf[arms], sense.adjoint, self.config.mri_eps
+        )
         return self.fuse_branches(embeddings, x_mri, eba, p, p_used)
 
     @contextlib.contextmanager
@@ -501,23 +464,26 @@ class SiremNet(nn.Module):
             self.train(was_training)
 
     def reconstruct(
-        self, embeddings: Tensor, arm_images: Tensor, eba: Tensor | None = None
+        self,
+        embeddings: Tensor,
+        arm_images: Tensor,
+        eba: Tensor | None = None,
+        arms: Tensor | None = None,
     ) -> Tensor:
         """Inference: :meth:`forward`'s (B, H, W) float32 reconstructions in [0, 1], in eval
         mode and without gradients (same arguments)."""
         with self._inference():
-            return self.forward(embeddings, arm_images, eba).recon
+            return self.forward(embeddings, arm_images, eba, arms).recon
 
     def reconstruct_kspace(
         self,
         embeddings: Tensor,
         kspace: Tensor,
+        sense: Any,
         dcf: Tensor,
-        smaps: Tensor,
-        adjoint: AdjointFn,
         eba: Tensor | None = None,
     ) -> Tensor:
         """Inference from k-space: :meth:`forward_kspace`'s (B, H, W) float32 reconstructions in
         [0, 1], in eval mode and without gradients (same arguments)."""
         with self._inference():
-            return self.forward_kspace(embeddings, kspace, dcf, smaps, adjoint, eba).recon
+            return self.forward_kspace(embeddings, kspace, sense, dcf, eba).recon

@@ -77,6 +77,48 @@ def walsh_maps(
     return np.ascontiguousarray(np.moveaxis(vec, -1, 0)).astype(np.complex64)
 
 
+def gridded_coil_images(
+    kspace: Any,
+    traj: Any,
+    dcf: Any,
+    shape: tuple[int, int],
+    *,
+    device: Any = "cpu",
+    eps: float | None = None,
+) -> np.ndarray:
+    """Per-coil gridding ``F^H W y_c`` (no coil combination: the maps are not known yet).
+
+    Args:
+        kspace: (..., C, A, S) complex k-space of frames holding the A arms of ``traj``.
+        traj: (A, S, 2) float radians/pixel in [-pi, pi).
+        dcf: (A, S) float density compensation W.
+        shape: (H, W) of the images.
+        device: NUFFT device (``"cpu"``, ``"cuda"``, ``"auto"``).
+        eps: NUFFT accuracy (None: the default).
+
+    Returns:
+        (..., C, H, W) complex64 coil images.
+    """
+    from sirem_cli.nufft import shared_nufft
+
+    ksp = np.asarray(kspace)
+    if ksp.ndim < 3 or min(ksp.shape) < 1:
+        raise ShapeError(f"kspace: expected shape (..., C, A, S), got {ksp.shape}")
+    n_arms, n_samples = ksp.shape[-2:]
+    traj_arr = np.asarray(traj)
+    if traj_arr.shape != (n_arms, n_samples, 2):
+        raise ShapeError(f"traj: expected shape ({n_arms}, {n_samples}, 2), got {traj_arr.shape}")
+    dcf_arr = np.asarray(dcf)
+    if dcf_arr.shape != (n_arms, n_samples):
+        raise ShapeError(f"dcf: expected shape ({n_arms}, {n_samples}), got {dcf_arr.shape}")
+    weighted = (ksp * dcf_arr).reshape(*ksp.shape[:-2], n_arms * n_samples)  # (..., C, K)
+    op = shared_nufft(traj_arr.reshape(-1, 2), shape, device=device, eps=eps)
+    images = op.adjoint(weighted.astype(np.complex64))
+    if not isinstance(images, np.ndarray):
+        images = images.cpu().numpy()
+    return images.astype(np.complex64)
+
+
 def coil_images_from_rotation_average(
     kspace: Any,
     traj: Any,
@@ -89,8 +131,8 @@ def coil_images_from_rotation_average(
     """Low-resolution coil images from k-space averaged over all frames.
 
     Frames hold every interleaf once (arms ordered by interleaf), so the mean over
-    frames is an average over full rotations; its DCF-weighted adjoint NUFFT is one
-    image per coil with the motion averaged out, as input to :func:`walsh_maps`.
+    frames is an average over full rotations; its gridding (:func:`gridded_coil_images`) is
+    one image per coil with the motion averaged out, as input to :func:`walsh_maps`.
 
     Args:
         kspace: (F, C, A, S) complex k-space.
@@ -103,24 +145,11 @@ def coil_images_from_rotation_average(
     Returns:
         (C, H, W) complex64 coil images.
     """
-    from sirem_cli.nufft import make_nufft
-
     ksp = np.asarray(kspace)
     if ksp.ndim != 4 or min(ksp.shape) < 1:
         raise ShapeError(f"kspace: expected shape (F, C, A, S), got {ksp.shape}")
-    _, n_coils, n_arms, n_samples = ksp.shape
-    traj_arr = np.asarray(traj)
-    if traj_arr.shape != (n_arms, n_samples, 2):
-        raise ShapeError(f"traj: expected shape ({n_arms}, {n_samples}, 2), got {traj_arr.shape}")
-    dcf_arr = np.asarray(dcf, dtype=np.float64)
-    if dcf_arr.shape != (n_arms, n_samples):
-        raise ShapeError(f"dcf: expected shape ({n_arms}, {n_samples}), got {dcf_arr.shape}")
     if not np.all(np.isfinite(ksp)):
         raise ShapeError("kspace: contains NaN or infinite values")
     mean = ksp.astype(np.complex128).mean(axis=0)  # (C, A, S)
-    weighted = (mean * dcf_arr).reshape(n_coils, n_arms * n_samples).astype(np.complex64)
-    op = make_nufft(traj_arr, shape, device=device, eps=eps)
-    images = op.adjoint(weighted)
-    if not isinstance(images, np.ndarray):
-        images = images.cpu().numpy()
-    return images.astype(np.complex64)
+    dcf64 = np.asarray(dcf, dtype=np.float64)
+    return gridded_coil_images(mean, traj, dcf64, shape, device=device, eps=eps)

@@ -1,30 +1,47 @@
-"""SENSE-NUFFT operator for a batch of frames sharing one trajectory.
+"""The SENSE-NUFFT operator A = F S, its Toeplitz normal operator, and frames of N arms.
 
-``A = NUFFT o S``: an image x (H, W) is weighted by each coil sensitivity S_c and
-transformed to the K spiral samples of that coil, so A maps (F, H, W) to (F, C, K).
-The data weighting W is the density compensation (``weights``, (K,)); the solvers use
-the normal operator ``A^H W A`` and the weighted adjoint ``A^H W y``.
+Three operators (:class:`~sirem_cli.linop.LinearOp`), composed as in the maths:
 
-The normal operator has a cheap exact form (Toeplitz embedding): for one coil,
-``(F^H W F x)[r] = sum_r' p(r - r') x[r']`` with the point-spread function
-``p(d) = sum_k w_k exp(+i k.d)``, d in (-H, H) x (-W, W). p is one type-1 NUFFT of the
-weights onto the 2H x 2W grid; its FFT (real, as p is Hermitian) is computed once per
-trajectory, after which ``A^H W A x = sum_c conj(S_c) crop(IFFT(P_hat FFT(pad(S_c x))))``
-costs two FFTs on the 2x grid per coil-frame and no NUFFT.
+* :class:`CoilOp` S: an image x (..., H, W) to coil images (..., C, H, W), ``x * S_c``;
+  adjoint ``sum_c conj(S_c) y_c``.
+* :class:`SenseOp` A = F S for one trajectory of K points: (..., H, W) -> (..., C, K).
+* :class:`FrameSenseOp`: the operator of a whole utterance whose frame t acquires its own
+  N interleaves ``arms[t]`` of an interleaf table (I, S, 2): (F, H, W) -> (F, C, N, S).
+  Frames that share an interleaf set share one :class:`SenseOp` (plans and Toeplitz
+  kernels are made once per set; with 13-arm frames there is one set).
 
-Everything runs in torch on the NUFFT's device; numpy inputs come back as numpy.
+The data weighting W (the density compensation) is a separate diagonal operator
+(:class:`~sirem_cli.linop.DiagOp`, :meth:`FrameSenseOp.weighting`). The solvers use the
+normal operator ``A^H W A``, which has a cheap exact form (:class:`ToeplitzNormalOp`,
+Toeplitz embedding): for one coil, ``(F^H W F x)[r] = sum_r' p(r - r') x[r']`` with the
+point-spread function ``p(d) = sum_k w_k exp(+i k.d)``, d in (-H, H) x (-W, W). p is one
+type-1 NUFFT of the weights onto the 2H x 2W grid; its FFT (real, as p is Hermitian) is
+computed once per trajectory and weights, after which
+``A^H W A x = sum_c conj(S_c) crop(IFFT(P_hat FFT(pad(S_c x))))`` costs two FFTs on the 2x
+grid per coil-frame and no NUFFT.
+
+NUFFT plans and Toeplitz kernels are shared across operators built for the same trajectory
+(:func:`sirem_cli.nufft.shared_nufft`, :func:`toeplitz_kernel`): every USC utterance uses the
+same interleaf table, so a command pays for them once, not once per utterance.
+
+Everything runs in torch on the NUFFT's device; numpy inputs come back as numpy. Forward
+and adjoint are differentiable (through :mod:`sirem_cli.nufft.autograd`) when the input
+requires a gradient.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import torch
 
 from sirem_cli.errors import ShapeError
-from sirem_cli.nufft import NufftOp, make_nufft
+from sirem_cli.linop import DiagOp, LinearOp, check_trailing
+from sirem_cli.nufft import NufftOp, shared_nufft
 from sirem_cli.nufft.base import check_traj, is_torch
 
 _CDTYPES = {
@@ -37,11 +54,20 @@ _CDTYPES = {
 }
 
 
-def _real_dtype(cdtype: torch.dtype) -> torch.dtype:
+def complex_dtype(dtype: Any) -> torch.dtype:
+    """torch complex64/complex128 from a name, numpy or torch dtype; ShapeError otherwise."""
+    if dtype not in _CDTYPES:
+        raise ShapeError(f"dtype: expected complex64 or complex128, got {dtype}")
+    return _CDTYPES[dtype]
+
+
+def real_dtype(cdtype: torch.dtype) -> torch.dtype:
+    """float32 for complex64, float64 for complex128."""
     return torch.float32 if cdtype == torch.complex64 else torch.float64
 
 
-def _to_tensor(data: Any, dtype: torch.dtype, device: torch.device, what: str) -> torch.Tensor:
+def to_tensor(data: Any, dtype: torch.dtype, device: torch.device, what: str) -> torch.Tensor:
+    """A numpy array or tensor as a tensor of ``dtype`` on ``device`` (ShapeError if not numeric)."""
     if is_torch(data):
         if data.is_complex() or data.is_floating_point():
             return data.to(device=device, dtype=dtype)
@@ -70,8 +96,11 @@ def coil_combine(
 
     Returns:
         (..., H, W). (An explicit multiply-accumulate over coils: several times faster
-        on the CPU than einsum or a broadcast product and sum.)
+        on the CPU than einsum or a broadcast product and sum; a broadcast product when a
+        gradient is needed, since the in-place form is not differentiable.)
     """
+    if coil_images.requires_grad or smaps_conj.requires_grad:
+        return (coil_images * smaps_conj).sum(dim=-3)
     if out is None:
         out = coil_images[..., 0, :, :] * smaps_conj[0]
     else:
@@ -81,33 +110,69 @@ def coil_combine(
     return out
 
 
-class SenseOp:
-    """The SENSE-NUFFT operator A with data weights W (the DCF).
+class CoilOp(LinearOp):
+    """S: multiplication by coil sensitivities, (..., H, W) -> (..., C, H, W).
 
     Args:
-        traj: (A, S, 2) or (K, 2) float radians/pixel in [-pi, pi).
-        dcf: (A, S) or (K,) real non-negative density compensation: the data weights W.
-        smaps: (C, H, W) complex coil sensitivities.
+        smaps: (C, H, W) complex tensor (finite values).
+    """
+
+    def __init__(self, smaps: torch.Tensor) -> None:
+        if smaps.ndim != 3 or min(smaps.shape) < 1 or not smaps.is_complex():
+            raise ShapeError(f"smaps: expected complex (C, H, W), got {tuple(smaps.shape)}")
+        if not torch.all(torch.isfinite(torch.view_as_real(smaps))):
+            raise ShapeError("smaps: contains NaN or infinite values")
+        self.smaps = smaps.contiguous()
+        self.smaps_conj = smaps.conj().resolve_conj()
+        self.ishape = tuple(int(n) for n in smaps.shape[1:])
+        self.oshape = tuple(int(n) for n in smaps.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x, "image")
+        return x.unsqueeze(-3) * self.smaps  # (..., C, H, W)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        self.check_output(y, "coil images")
+        return coil_combine(y, self.smaps_conj)  # (..., H, W)
+
+
+def _nufft_forward(op: NufftOp, x: torch.Tensor) -> torch.Tensor:
+    if x.requires_grad:
+        from sirem_cli.nufft.autograd import nufft_forward
+
+        return nufft_forward(x, op)
+    return op.forward(x)
+
+
+def _nufft_adjoint(op: NufftOp, y: torch.Tensor) -> torch.Tensor:
+    if y.requires_grad:
+        from sirem_cli.nufft.autograd import nufft_adjoint
+
+        return nufft_adjoint(y, op)
+    return op.adjoint(y)
+
+
+class SenseOp(LinearOp):
+    """A = F S for one trajectory: (..., H, W) -> (..., C, K).
+
+    Args:
+        traj: (..., 2) float radians/pixel in [-pi, pi), flattened to K points.
+        smaps: (C, H, W) complex coil sensitivities (or an existing :class:`CoilOp`).
         device: ``"cpu"``, ``"cuda[:N]"``, ``"auto"`` or a torch.device.
         eps: NUFFT accuracy (None: 1e-4 for complex64, 1e-9 for complex128).
         n_threads: finufft threads (None: chosen per batch).
         dtype: computation dtype, ``torch.complex64`` (default) or ``torch.complex128``.
-        nufft: an existing NufftOp for ``traj`` and (H, W) to reuse (then ``device``,
-            ``eps`` and ``n_threads`` are taken from it).
-        fft_chunk: frames per block in the Toeplitz normal operator (bounds its
-            temporary memory to about ``fft_chunk * C * 4 H W`` complex values).
+        nufft: an existing NufftOp for ``traj`` and (H, W) to use (then ``device``, ``eps``
+            and ``n_threads`` are taken from it); by default a shared one
+            (:func:`~sirem_cli.nufft.shared_nufft`).
 
     Attributes:
-        nufft: the (H, W) NufftOp.
-        smaps: (C, H, W) tensor of ``dtype``.
-        weights: (K,) real tensor, the DCF.
-        device: torch.device of every tensor.
+        nufft: F, the (H, W) NufftOp; coils: S, the :class:`CoilOp`.
     """
 
     def __init__(
         self,
         traj: Any,
-        dcf: Any,
         smaps: Any,
         *,
         device: Any = "cpu",
@@ -115,197 +180,485 @@ class SenseOp:
         n_threads: int | None = None,
         dtype: Any = torch.complex64,
         nufft: NufftOp | None = None,
-        fft_chunk: int = 4,
     ) -> None:
-        if dtype not in _CDTYPES:
-            raise ShapeError(f"dtype: expected complex64 or complex128, got {dtype}")
-        self.dtype = _CDTYPES[dtype]
-        self.real_dtype = _real_dtype(self.dtype)
+        self.dtype = complex_dtype(dtype)
+        self.real_dtype = real_dtype(self.dtype)
         pts = check_traj(traj)
-        shape = tuple(getattr(smaps, "shape", ()))
-        if len(shape) != 3 or min(shape) < 1:
-            raise ShapeError(f"smaps: expected shape (C, H, W), got {shape}")
-        self.im_shape = (int(shape[1]), int(shape[2]))
+        if isinstance(smaps, CoilOp):
+            im_shape = smaps.ishape
+        else:
+            shape = tuple(getattr(smaps, "shape", ()))
+            if len(shape) != 3 or min(shape) < 1:
+                raise ShapeError(f"smaps: expected shape (C, H, W), got {shape}")
+            im_shape = (int(shape[1]), int(shape[2]))
         if nufft is None:
-            nufft = make_nufft(pts, self.im_shape, device=device, eps=eps, n_threads=n_threads)
-        elif nufft.im_shape != self.im_shape or nufft.n_points != pts.shape[0]:
+            nufft = shared_nufft(pts, im_shape, device=device, eps=eps, n_threads=n_threads)
+        elif nufft.im_shape != im_shape or nufft.n_points != pts.shape[0]:
             raise ShapeError(
                 f"nufft: built for K={nufft.n_points}, {nufft.im_shape}; "
-                f"expected K={pts.shape[0]}, {self.im_shape}"
+                f"expected K={pts.shape[0]}, {im_shape}"
             )
         self.nufft = nufft
         self.traj = pts
         self.device = torch.device(nufft.device)
-        self.smaps = _to_tensor(smaps, self.dtype, self.device, "smaps").contiguous()
-        if not torch.all(torch.isfinite(torch.view_as_real(self.smaps))):
-            raise ShapeError("smaps: contains NaN or infinite values")
-        dcf_arr = np.asarray(dcf.detach().cpu() if is_torch(dcf) else dcf)
-        if np.iscomplexobj(dcf_arr) or dcf_arr.size != pts.shape[0]:
-            raise ShapeError(f"dcf: expected {pts.shape[0]} real weights, got {dcf_arr.shape}")
-        dcf_arr = dcf_arr.reshape(-1).astype(np.float64)
-        if not np.all(np.isfinite(dcf_arr)) or np.any(dcf_arr < 0):
-            raise ShapeError("dcf: weights must be finite and non-negative")
-        self.weights = torch.as_tensor(dcf_arr, dtype=self.real_dtype, device=self.device)
-        self.fft_chunk = max(1, int(fft_chunk))
-        self._kernel: torch.Tensor | None = None
-        self._local = threading.local()  # per-thread scratch (the padded 2x grid)
-        self._kernel_pairs: torch.Tensor | None = None
-        self._smaps_conj = self.smaps.conj().resolve_conj()
+        if isinstance(smaps, CoilOp):
+            self.coils = smaps
+        else:
+            self.coils = CoilOp(to_tensor(smaps, self.dtype, self.device, "smaps"))
+        self.im_shape = im_shape
+        self.ishape = im_shape
+        self.oshape = (self.n_coils, self.n_points)
 
-    # -- shapes -----------------------------------------------------------------------
     @property
     def n_coils(self) -> int:
         """C."""
-        return int(self.smaps.shape[0])
+        return int(self.coils.smaps.shape[0])
 
     @property
     def n_points(self) -> int:
-        """K = A * S samples per coil and frame."""
+        """K samples per coil and frame."""
         return self.nufft.n_points
 
-    def _check(self, data: Any, tail: tuple[int, ...], what: str) -> torch.Tensor:
-        shape = tuple(data.shape)
-        if len(shape) < len(tail) or shape[-len(tail) :] != tail:
-            raise ShapeError(
-                f"{what}: expected shape (..., {', '.join(map(str, tail))}), got {shape}"
-            )
-        return _to_tensor(data, self.dtype, self.device, what)
+    @property
+    def smaps(self) -> torch.Tensor:
+        """(C, H, W) sensitivities."""
+        return self.coils.smaps
 
-    # -- operators --------------------------------------------------------------------
+    def _tensor(self, data: Any, tail: tuple[int, ...], what: str) -> torch.Tensor:
+        check_trailing(data, tail, what)
+        return to_tensor(data, self.dtype, self.device, what)
+
     def forward(self, image: Any) -> Any:
-        """y = A x.
+        """y = A x: (..., H, W) complex -> (..., C, K); numpy in, numpy out."""
+        x = self._tensor(image, self.ishape, "image")
+        return _like(_nufft_forward(self.nufft, self.coils.forward(x)), image)
 
-        Args:
-            image: (..., H, W) complex (e.g. (F, H, W)).
+    def adjoint(self, kspace: Any) -> Any:
+        """x = A^H y: (..., C, K) -> (..., H, W) coil-combined; numpy in, numpy out."""
+        y = self._tensor(kspace, self.oshape, "kspace")
+        return _like(self.coils.adjoint(_nufft_adjoint(self.nufft, y)), kspace)
 
-        Returns:
-            (..., C, K) k-space, the op's dtype; numpy if the input was numpy.
-        """
-        x = self._check(image, self.im_shape, "image")
-        coil_images = x.unsqueeze(-3) * self.smaps  # (..., C, H, W)
-        return _like(self.nufft.forward(coil_images), image)
+    def toeplitz(self, weights: Any, *, fft_chunk: int = 4) -> ToeplitzNormalOp:
+        """A^H W A for real non-negative data weights (K,) as a :class:`ToeplitzNormalOp`."""
+        return ToeplitzNormalOp(self, weights, fft_chunk=fft_chunk)
 
-    def adjoint(self, kspace: Any, *, weighted: bool = False) -> Any:
-        """x = A^H y (or A^H W y with ``weighted=True``).
 
-        Args:
-            kspace: (..., C, K) complex.
-            weighted: multiply by the data weights W first.
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha1()
+    for arr in arrays:
+        arr = np.ascontiguousarray(arr)
+        h.update(str((arr.shape, arr.dtype.str)).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
 
-        Returns:
-            (..., H, W) coil-combined image.
-        """
-        y = self._check(kspace, (self.n_coils, self.n_points), "kspace")
-        if weighted:
-            y = y * self.weights
-        coil_images = self.nufft.adjoint(y)  # (..., C, H, W)
-        return _like(coil_combine(coil_images, self._smaps_conj), kspace)
 
-    def normal(self, image: Any, *, toeplitz: bool = True) -> Any:
-        """A^H W A x, by Toeplitz embedding (default) or by explicit NUFFTs.
+_KERNELS: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+_KERNELS_LOCK = threading.Lock()
+_MAX_KERNELS = 64
 
-        Args:
-            image: (..., H, W) complex.
-            toeplitz: use the precomputed 2x-grid kernel (fast); False runs a forward
-                and an adjoint NUFFT.
 
-        Returns:
-            (..., H, W).
-        """
-        x = self._check(image, self.im_shape, "image")
-        if not toeplitz:
-            y = self.nufft.forward(x.unsqueeze(-3) * self.smaps) * self.weights
-            coil_images = self.nufft.adjoint(y)
-            return _like(coil_combine(coil_images, self._smaps_conj), image)
-        lead = x.shape[:-2]
-        flat = x.reshape(-1, *self.im_shape)
-        out = torch.empty_like(flat)
-        for start in range(0, flat.shape[0], self.fft_chunk):
-            stop = min(start + self.fft_chunk, flat.shape[0])
-            self._normal_block(flat[start:stop], out[start:stop])
-        return _like(out.reshape(*lead, *self.im_shape), image)
+def toeplitz_kernel(
+    nufft: NufftOp, weights: np.ndarray, cdtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """The FFT of the weighted point-spread function on the 2H x 2W grid, shared by trajectory.
 
-    # -- Toeplitz -------------------------------------------------------------------
-    def toeplitz_kernel(self) -> torch.Tensor:
-        """The FFT of the weighted point-spread function on the 2H x 2W grid.
+    Built with one type-1 NUFFT of the weights (at the NUFFT's accuracy) and kept in a small
+    cache keyed by the points, the weights, the grid, dtype and device.
 
-        Built once per operator with one type-1 NUFFT (at the op's accuracy, in
-        complex128 for a complex128 op).
+    Args:
+        nufft: the (H, W) NufftOp of the trajectory.
+        weights: (K,) float64 data weights.
+        cdtype: complex dtype of the computation.
+        device: where the kernel lives.
 
-        Returns:
-            (2H, 2W) real tensor P_hat with ``F^H W F x = crop(IFFT(P_hat FFT(pad x)))``.
-        """
+    Returns:
+        (2H, 2W, 2) real tensor (the kernel repeated for real and imaginary parts) with
+        ``F^H W F x = crop(IFFT(P_hat FFT(pad x)))``.
+    """
+    h, w = nufft.im_shape
+    key = (_digest(nufft.traj, weights), (h, w), str(cdtype), str(device), nufft.eps)
+    with _KERNELS_LOCK:
+        kernel = _KERNELS.get(key)
+        if kernel is not None:
+            _KERNELS.move_to_end(key)
+            return kernel
+    psf_op = shared_nufft(nufft.traj, (2 * h, 2 * w), device=device, eps=nufft.eps)
+    psf = psf_op.adjoint(torch.as_tensor(weights, dtype=cdtype, device=device))  # (2H, 2W)
+    # d = -H (row) and -W (column) never reach the cropped result; zero them so the
+    # sequence is Hermitian and its FFT real.
+    psf[0, :] = 0
+    psf[:, 0] = 0
+    psf = torch.fft.ifftshift(psf, dim=(-2, -1))  # index d mod 2H
+    kernel = torch.fft.fft2(psf).real.unsqueeze(-1).repeat(1, 1, 2).contiguous()
+    with _KERNELS_LOCK:
+        _KERNELS[key] = kernel
+        while len(_KERNELS) > _MAX_KERNELS:
+            _KERNELS.popitem(last=False)
+    return kernel
+
+
+def _check_weights(weights: Any, n_points: int) -> np.ndarray:
+    arr = np.asarray(weights.detach().cpu() if is_torch(weights) else weights)
+    if np.iscomplexobj(arr) or arr.size != n_points:
+        raise ShapeError(f"dcf: expected {n_points} real weights, got {arr.shape}")
+    arr = arr.reshape(-1).astype(np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ShapeError("dcf: weights must be finite and non-negative")
+    return arr
+
+
+class ToeplitzNormalOp(LinearOp):
+    """A^H W A of a :class:`SenseOp` by Toeplitz embedding: (..., H, W) -> (..., H, W).
+
+    Hermitian positive semi-definite; exact up to the accuracy of the one NUFFT that builds
+    the kernel. :meth:`explicit` computes the same thing with a forward and an adjoint NUFFT.
+
+    Args:
+        sense: the SENSE operator A.
+        weights: (K,) real non-negative data weights W (the DCF).
+        fft_chunk: frames per block (bounds the temporary memory to about
+            ``fft_chunk * C * 4 H W`` complex values).
+    """
+
+    def __init__(self, sense: SenseOp, weights: Any, *, fft_chunk: int = 4) -> None:
+        self.sense = sense
+        self.weights_np = _check_weights(weights, sense.n_points)
+        self.weights = torch.as_tensor(self.weights_np, dtype=sense.real_dtype, device=sense.device)
+        self.ishape = self.oshape = sense.ishape
+        self.fft_chunk = max(1, int(fft_chunk))
+        self._kernel: torch.Tensor | None = None
+        self._local = threading.local()  # per-thread scratch (the padded 2x grid)
+
+    def kernel(self) -> torch.Tensor:
+        """The (2H, 2W, 2) real kernel (built on first use, shared by trajectory)."""
         if self._kernel is None:
-            h, w = self.im_shape
-            psf_op = make_nufft(
-                self.traj,
-                (2 * h, 2 * w),
-                device=self.device,
-                eps=self.nufft.eps,
-                n_threads=self.nufft.n_threads,
+            self._kernel = toeplitz_kernel(
+                self.sense.nufft, self.weights_np, self.sense.dtype, self.sense.device
             )
-            psf = psf_op.adjoint(self.weights.to(self.dtype))  # (2H, 2W), d = -H .. H-1
-            # d = -H (row) and -W (column) never reach the cropped result; zero them so
-            # the sequence is Hermitian and its FFT real.
-            psf[0, :] = 0
-            psf[:, 0] = 0
-            psf = torch.fft.ifftshift(psf, dim=(-2, -1))  # index d mod 2H
-            self._kernel = torch.fft.fft2(psf).real.contiguous()
         return self._kernel
 
-    def _normal_block(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: Any) -> Any:
+        """A^H W A x for (..., H, W) complex; numpy in, numpy out."""
+        x = self.sense._tensor(image, self.ishape, "image")
+        lead = x.shape[:-2]
+        flat = x.reshape(-1, *self.ishape)
+        out = torch.empty_like(flat)
+        kernel = self.kernel()
+        for start in range(0, flat.shape[0], self.fft_chunk):
+            stop = min(start + self.fft_chunk, flat.shape[0])
+            self._block(flat[start:stop], out[start:stop], kernel)
+        return _like(out.reshape(*lead, *self.ishape), image)
+
+    adjoint = forward  # Hermitian
+
+    def normal(self, image: Any) -> Any:
+        """(A^H W A)^2 x (the operator's own normal)."""
+        return self.forward(self.forward(image))
+
+    def explicit(self, image: Any) -> Any:
+        """A^H W A x by a forward and an adjoint NUFFT (the reference for the kernel)."""
+        x = self.sense._tensor(image, self.ishape, "image")
+        y = self.sense.forward(x) * self.weights
+        return _like(self.sense.adjoint(y), image)
+
+    def _block(self, x: torch.Tensor, out: torch.Tensor, kernel: torch.Tensor) -> None:
         """Toeplitz A^H W A for a block (B, H, W), written into ``out`` (B, H, W)."""
-        h, w = self.im_shape
-        n_block = x.shape[0]
-        pad = self._pad_buffer(n_block)  # (B, C, 2H, 2W), zero outside [:H, :W]
-        torch.mul(x.unsqueeze(1), self.smaps, out=pad[..., :h, :w])
+        h, w = self.ishape
+        pad = self._pad_buffer(x.shape[0])  # (B, C, 2H, 2W), zero outside [:H, :W]
+        torch.mul(x.unsqueeze(1), self.sense.smaps, out=pad[..., :h, :w])
         spec = torch.fft.fft2(pad)
-        torch.view_as_real(spec).mul_(self._toeplitz_pairs())
+        torch.view_as_real(spec).mul_(kernel)
         conv = torch.fft.ifft2(spec)[..., :h, :w]  # (B, C, H, W)
-        conv *= self._smaps_conj
-        return torch.sum(conv, dim=1, out=out)
-
-    def _toeplitz_pairs(self) -> torch.Tensor:
-        """The kernel repeated for (real, imag): (2H, 2W, 2), built once."""
-        if self._kernel_pairs is None:
-            self._kernel_pairs = self.toeplitz_kernel().unsqueeze(-1).repeat(1, 1, 2).contiguous()
-        return self._kernel_pairs
-
-    def prepare_normal(self) -> None:
-        """Build the Toeplitz kernel now (call before using :meth:`normal` from threads;
-        each thread then keeps its own scratch buffer)."""
-        self._toeplitz_pairs()
+        conv *= self.sense.coils.smaps_conj
+        torch.sum(conv, dim=1, out=out)
 
     def _pad_buffer(self, n_block: int) -> torch.Tensor:
-        h, w = self.im_shape
+        h, w = self.ishape
         buf = getattr(self._local, "pad", None)
         if buf is None or buf.shape[0] < n_block:
             buf = torch.zeros(
-                (n_block, self.n_coils, 2 * h, 2 * w), dtype=self.dtype, device=self.device
+                (n_block, self.sense.n_coils, 2 * h, 2 * w),
+                dtype=self.sense.dtype,
+                device=self.sense.device,
             )
             self._local.pad = buf
         return buf[:n_block]
 
-    def max_eigenvalue(self, *, iters: int = 30, seed: int = 0) -> float:
-        """Largest eigenvalue of A^H W A by power iteration (Toeplitz normal operator).
 
-        Args:
-            iters: power iterations.
-            seed: random start.
+def arms_table(arms: Any, n_frames: int, n_interleaves: int) -> np.ndarray:
+    """Validate a frame-to-interleaf index (F, N) (None: every frame acquires all I)."""
+    if arms is None:
+        return np.tile(np.arange(n_interleaves, dtype=np.int64), (n_frames, 1))
+    table = np.asarray(arms.cpu() if is_torch(arms) else arms)
+    if table.ndim != 2 or table.shape[0] != n_frames or table.shape[1] < 1:
+        raise ShapeError(f"arms: expected (F, N) = ({n_frames}, N), got {table.shape}")
+    if not np.issubdtype(table.dtype, np.integer):
+        raise ShapeError(f"arms: expected integer interleaf indices, got {table.dtype}")
+    if table.size and (table.min() < 0 or table.max() >= n_interleaves):
+        raise ShapeError(f"arms: interleaf indices must lie in 0..{n_interleaves - 1}")
+    return table.astype(np.int64)
 
-        Returns:
-            The estimate (a lower bound that converges from below), in the data's
-            units squared.
+
+class FrameSenseOp(LinearOp):
+    """The SENSE operator of an utterance whose frame t acquires interleaves ``arms[t]``.
+
+    ``(A x)_t = F_{arms[t]} S x_t``: (F, H, W) -> (F, C, N, S), N arms per frame of S samples.
+    Frames are grouped by their (sorted) interleaf set; each set has one shared
+    :class:`SenseOp` on the concatenated trajectory ``traj[set]``, so a utterance of 13-arm
+    frames is one batched operator and one of 2-arm frames rotating through 13 interleaves
+    uses 13 plans for any number of frames.
+
+    Args:
+        traj: (I, S, 2) float interleaf table, radians/pixel in [-pi, pi).
+        smaps: (C, H, W) complex coil sensitivities.
+        arms: (F, N) int interleaf indices of each frame (None: every frame acquires all I
+            interleaves in table order; then F is taken from ``n_frames``).
+        n_frames: F when ``arms`` is None.
+        device, eps, n_threads, dtype: as :class:`SenseOp`.
+    """
+
+    def __init__(
+        self,
+        traj: Any,
+        smaps: Any,
+        arms: Any = None,
+        *,
+        n_frames: int | None = None,
+        device: Any = "cpu",
+        eps: float | None = None,
+        n_threads: int | None = None,
+        dtype: Any = torch.complex64,
+        _coils: CoilOp | None = None,
+        _sets: dict[tuple[int, ...], SenseOp] | None = None,
+    ) -> None:
+        table = np.asarray(traj.detach().cpu() if is_torch(traj) else traj)
+        if table.ndim != 3 or table.shape[-1] != 2 or min(table.shape) < 1:
+            raise ShapeError(f"traj: expected an interleaf table (I, S, 2), got {table.shape}")
+        check_traj(table)
+        self.traj = table
+        self.n_interleaves, self.n_samples = int(table.shape[0]), int(table.shape[1])
+        if arms is None and n_frames is None:
+            raise ShapeError("FrameSenseOp: give arms (F, N) or n_frames")
+        count = int(n_frames) if arms is None else int(np.shape(arms)[0])
+        self.arms = arms_table(arms, count, self.n_interleaves)
+        self.n_frames, self.n_arms = int(self.arms.shape[0]), int(self.arms.shape[1])
+        self.dtype = complex_dtype(dtype)
+        self._options = {"device": device, "eps": eps, "n_threads": n_threads}
+        if _coils is None:
+            shape = tuple(getattr(smaps, "shape", ()))
+            if len(shape) != 3 or min(shape) < 1:
+                raise ShapeError(f"smaps: expected shape (C, H, W), got {shape}")
+            # The device comes from the first NUFFT (auto may fall back to the CPU).
+            first = SenseOp(table[0], smaps, dtype=self.dtype, **self._options)
+            _coils = first.coils
+            self._options["device"] = first.device
+        self.coils = _coils
+        self.device = torch.device(self._options["device"])
+        self._sets: dict[tuple[int, ...], SenseOp] = {} if _sets is None else _sets
+        self._arm_ops: dict[int, SenseOp] = {}
+        self.groups = self._group()
+        self.im_shape = self.coils.ishape
+        self.ishape = (self.n_frames, *self.im_shape)
+        self.oshape = (self.n_frames, self.n_coils, self.n_arms, self.n_samples)
+
+    @property
+    def n_coils(self) -> int:
+        """C."""
+        return int(self.coils.smaps.shape[0])
+
+    @property
+    def notice(self) -> str | None:
+        """The backend selection's one-line notice (a CUDA fallback), or None."""
+        return next(iter(self._sets.values())).nufft.notice if self._sets else None
+
+    def _set_op(self, key: tuple[int, ...]) -> SenseOp:
+        op = self._sets.get(key)
+        if op is None:
+            op = SenseOp(self.traj[list(key)], self.coils, dtype=self.dtype, **self._options)
+            self._sets[key] = op
+        return op
+
+    def _group(self) -> list[tuple[tuple[int, ...], np.ndarray, np.ndarray, SenseOp]]:
+        """(set, frame indices, per-frame order of the set's arms, op) per interleaf set."""
+        order = np.argsort(self.arms, axis=1, kind="stable")  # (F, N)
+        sets = np.take_along_axis(self.arms, order, axis=1)
+        if self.n_frames and np.all(sets == sets[:1]):  # one set: no gathers
+            key = tuple(int(i) for i in sets[0])
+            return [(key, np.arange(self.n_frames), order, self._set_op(key))]
+        groups = []
+        uniq, inverse = np.unique(sets, axis=0, return_inverse=True)
+        for g, row in enumerate(uniq):
+            idx = np.nonzero(inverse.reshape(-1) == g)[0]
+            key = tuple(int(i) for i in row)
+            groups.append((key, idx, order[idx], self._set_op(key)))
+        return groups
+
+    def frames(self, index: Any) -> FrameSenseOp:
+        """The operator of a subset of frames (a slice or indices), sharing plans and maps."""
+        sub = self.arms[index]
+        return FrameSenseOp(
+            self.traj,
+            None,
+            sub,
+            dtype=self.dtype,
+            _coils=self.coils,
+            _sets=self._sets,
+            **self._options,
+        )
+
+    # -- data layout ------------------------------------------------------------------
+    def _sorted(self, y: torch.Tensor, order: np.ndarray) -> torch.Tensor:
+        """(n, C, N, S) arms in acquisition slots -> the set's sorted order, (n, C, N*S)."""
+        if np.all(order == np.arange(self.n_arms)):
+            return y.reshape(*y.shape[:2], -1)
+        index = torch.as_tensor(order, device=y.device)[:, None, :, None]  # (n, 1, N, 1)
+        return torch.take_along_dim(y, index, dim=2).reshape(*y.shape[:2], -1)
+
+    def _unsorted(self, k: torch.Tensor, order: np.ndarray) -> torch.Tensor:
+        """Inverse of :meth:`_sorted`: (n, C, N*S) -> (n, C, N, S)."""
+        k = k.reshape(*k.shape[:2], self.n_arms, self.n_samples)
+        if np.all(order == np.arange(self.n_arms)):
+            return k
+        inverse = torch.as_tensor(np.argsort(order, axis=1), device=k.device)[:, None, :, None]
+        return torch.take_along_dim(k, inverse, dim=2)
+
+    def _tensor(self, data: Any, shape: tuple[int, ...], what: str) -> torch.Tensor:
+        if tuple(getattr(data, "shape", ())) != shape:
+            raise ShapeError(f"{what}: expected shape {shape}, got {tuple(np.shape(data))}")
+        return to_tensor(data, self.dtype, self.device, what)
+
+    # -- the operator -------------------------------------------------------------------
+    def forward(self, image: Any) -> Any:
+        """(F, H, W) -> (F, C, N, S) k-space of each frame's own arms."""
+        x = self._tensor(image, self.ishape, "image")
+        if len(self.groups) == 1:
+            _, _, order, op = self.groups[0]
+            return _like(self._unsorted(op.forward(x), order), image)
+        out = x.new_zeros(self.oshape)
+        for _, idx, order, op in self.groups:
+            out[idx] = self._unsorted(op.forward(x[idx]), order)
+        return _like(out, image)
+
+    def adjoint(self, kspace: Any) -> Any:
+        """(F, C, N, S) -> (F, H, W) coil-combined."""
+        y = self._tensor(kspace, self.oshape, "kspace")
+        if len(self.groups) == 1:
+            _, _, order, op = self.groups[0]
+            return _like(op.adjoint(self._sorted(y, order)), kspace)
+        out = y.new_zeros(self.ishape)
+        for _, idx, order, op in self.groups:
+            out[idx] = op.adjoint(self._sorted(y[idx], order))
+        return _like(out, kspace)
+
+    def arm_adjoint(self, kspace: Any) -> Any:
+        """Per-arm coil-combined images ``B[t, j] = sum_c conj(S_c) F_{arms[t, j]}^H y[t, c, j]``.
+
+        The adjoint of the per-arm operator (their sum over j is :meth:`adjoint`): (F, C, N, S)
+        -> (F, N, H, W). One batched adjoint per interleaf over every frame that acquired it.
         """
-        gen = torch.Generator().manual_seed(seed)
-        x = torch.randn((*self.im_shape, 2), generator=gen, dtype=self.real_dtype)
-        x = torch.view_as_complex(x).to(self.device).unsqueeze(0)
-        x = x / torch.linalg.vector_norm(x)
-        lam = 0.0
-        for _ in range(max(1, iters)):
-            y = self.normal(x)
-            lam = float(torch.linalg.vector_norm(y))
-            if lam == 0.0:
-                return 0.0
-            x = y / lam
-        return lam
+        y = self._tensor(kspace, self.oshape, "kspace")
+        out = y.new_zeros((self.n_frames, self.n_arms, *self.im_shape))
+        for interleaf in np.unique(self.arms):
+            op = self._arm_ops.get(int(interleaf))
+            if op is None:
+                op = SenseOp(
+                    self.traj[int(interleaf)], self.coils, dtype=self.dtype, **self._options
+                )
+                self._arm_ops[int(interleaf)] = op
+            frames, slots = np.nonzero(self.arms == interleaf)
+            if frames.size == self.n_frames and np.all(slots == slots[0]):
+                out[:, int(slots[0])] = op.adjoint(y[:, :, int(slots[0])])
+                continue
+            ft = torch.as_tensor(frames, device=y.device)
+            st = torch.as_tensor(slots, device=y.device)
+            out[ft, st] = op.adjoint(y[ft, :, st])
+        return _like(out, kspace)
+
+    def weighting(self, dcf: Any) -> DiagOp:
+        """W: the density compensation of each frame's arms as a diagonal operator on
+        (F, C, N, S) (weights stored (F, 1, N, S) and broadcast over coils)."""
+        table = _check_dcf(dcf, self.n_interleaves, self.n_samples)
+        weights = torch.as_tensor(table, dtype=real_dtype(self.dtype), device=self.device)
+        per_frame = weights[torch.as_tensor(self.arms, device=self.device)]  # (F, N, S)
+        op = DiagOp(per_frame.unsqueeze(1))
+        op.ishape = op.oshape = self.oshape
+        return op
+
+    def normal_op(self, dcf: Any, *, fft_chunk: int = 4) -> FrameNormalOp:
+        """A^H W A (block diagonal over frames) by Toeplitz embedding."""
+        return FrameNormalOp(self, _check_dcf(dcf, self.n_interleaves, self.n_samples), fft_chunk)
+
+
+def _check_dcf(dcf: Any, n_interleaves: int, n_samples: int) -> np.ndarray:
+    arr = np.asarray(dcf.detach().cpu() if is_torch(dcf) else dcf)
+    if arr.shape != (n_interleaves, n_samples) or np.iscomplexobj(arr):
+        raise ShapeError(
+            f"dcf: expected real ({n_interleaves}, {n_samples}) weights, got {arr.dtype} {arr.shape}"
+        )
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ShapeError("dcf: weights must be finite and non-negative")
+    return arr
+
+
+class FrameNormalOp(LinearOp):
+    """A^H W A of a :class:`FrameSenseOp`: (F, H, W) -> (F, H, W), one Toeplitz kernel per
+    interleaf set. :meth:`frames` restricts it to a block of frames (worker threads)."""
+
+    def __init__(self, sense: FrameSenseOp, dcf: np.ndarray, fft_chunk: int = 4) -> None:
+        self.sense = sense
+        self.dcf = dcf
+        self.fft_chunk = fft_chunk
+        self.ishape = self.oshape = sense.ishape
+        self._ops = {
+            key: op.toeplitz(dcf[list(key)].reshape(-1), fft_chunk=fft_chunk)
+            for key, _, _, op in sense.groups
+        }
+
+    def forward(self, image: Any) -> Any:
+        x = self.sense._tensor(image, self.ishape, "image")
+        if len(self.sense.groups) == 1:
+            return _like(self._ops[self.sense.groups[0][0]].forward(x), image)
+        out = torch.empty_like(x)
+        for key, idx, _, _ in self.sense.groups:
+            out[idx] = self._ops[key].forward(x[idx])
+        return _like(out, image)
+
+    adjoint = forward
+
+    def normal(self, image: Any) -> Any:
+        return self.forward(self.forward(image))
+
+    def explicit(self, image: Any) -> Any:
+        """The same by NUFFTs: A^H (W (A x))."""
+        return self.sense.adjoint(self.sense.weighting(self.dcf).forward(self.sense.forward(image)))
+
+    def prepare(self) -> None:
+        """Build every kernel now (before worker threads use the operator)."""
+        for op in self._ops.values():
+            op.kernel()
+
+    def frames(self, index: Any) -> FrameNormalOp:
+        """The normal operator of a subset of frames, sharing kernels."""
+        sub = FrameNormalOp.__new__(FrameNormalOp)
+        sub.sense = self.sense.frames(index)
+        sub.dcf, sub.fft_chunk = self.dcf, self.fft_chunk
+        sub.ishape = sub.oshape = sub.sense.ishape
+        sub._ops = {key: self._ops[key] for key, _, _, _ in sub.sense.groups}
+        return sub
+
+    def max_eigenvalue(self, *, iters: int = 30, seed: int = 0) -> float:
+        """Largest eigenvalue over frames (the largest over interleaf sets), by power iteration."""
+        from sirem_cli.linop import power_iteration
+
+        return max(
+            power_iteration(
+                op.forward,
+                (1, *op.ishape),
+                dtype=self.sense.dtype,
+                device=self.sense.device,
+                iters=iters,
+                seed=seed,
+            )
+            for op in self._ops.values()
+        )

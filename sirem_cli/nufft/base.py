@@ -20,6 +20,7 @@ native; real inputs are promoted to the complex type of the same precision.
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from sirem_cli.errors import InputError, ShapeError
+from sirem_cli.linop import LinearOp
 
 #: Default accuracy per complex dtype: 1e-4 suffices for complex64 MRI data
 #: (deps-and-limits.md section 2); complex128 is used for checks and gets 1e-9.
@@ -107,7 +109,7 @@ def check_im_shape(im_shape: Any) -> tuple[int, int]:
     return shape  # type: ignore[return-value]
 
 
-class NufftOp:
+class NufftOp(LinearOp):
     """2D NUFFT for one fixed trajectory; subclasses provide the backend.
 
     Plans are made lazily, once per (direction, dtype, n_trans, threads), with the
@@ -154,6 +156,8 @@ class NufftOp:
         self.device = "cpu"
         self.notice: str | None = None
         self._plans: OrderedDict[tuple, Any] = OrderedDict()
+        # Plans are not safe to execute from two threads at once; operators may be shared.
+        self._lock = threading.RLock()
         self._max_plans = int(max_plans)
         self.plan_opts = dict(plan_opts or {})
         if not all(isinstance(key, str) for key in self.plan_opts):
@@ -241,7 +245,8 @@ class NufftOp:
             out = self._empty(lead + tuple(out_tail), cdtype, like=native)
             return self._to_user(out, like=data)
         native = native.reshape((n_trans, *in_tail))
-        out = self._execute(nufft_type, native, cdtype)
+        with self._lock:
+            out = self._execute(nufft_type, native, cdtype)
         out = out.reshape((*lead, *out_tail))
         return self._to_user(out, like=data)
 

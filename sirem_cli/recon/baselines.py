@@ -20,8 +20,13 @@ the peak image intensity.
 
 Every output is a magnitude normalized to [0, 1] per frame (divided by its maximum).
 
-This module's top level is import-light (``BASELINE_METHODS`` is read by the CLI):
-torch and the NUFFT load inside the functions.
+The methods, their labels and default weights are the registry
+:mod:`sirem_cli.recon.registry`. Frames may acquire any N of the utterance's interleaves
+(``arms``, prepared format version 2): the operator is
+:class:`~sirem_cli.mri.sense.FrameSenseOp`, one NUFFT plan and Toeplitz kernel per interleaf
+set.
+
+This module's top level is import-light: torch and the NUFFT load inside the functions.
 """
 
 from __future__ import annotations
@@ -34,17 +39,8 @@ from typing import Any
 import numpy as np
 
 from sirem_cli.errors import InputError, ShapeError
-
-BASELINE_METHODS: tuple[str, ...] = ("gridding", "wavelet", "tv", "ttv")
-
-#: Relative lambdas tuned on the synthetic benchmark utterance (docs/benchmarks.md,
-#: "Baselines vs BART"); choose per data set on validation data (``--lam auto``).
-_DEFAULT_LAMBDA: dict[str, float] = {
-    "gridding": 0.0,
-    "wavelet": 0.03,
-    "tv": 0.03,
-    "ttv": 0.1,
-}
+from sirem_cli.imaging import normalize_magnitude
+from sirem_cli.recon.registry import baseline_spec
 
 #: Frames reconstructed together by the per-frame methods (bounds memory).
 FRAME_BLOCK = 512
@@ -55,35 +51,32 @@ MIN_FRAMES_PER_WORKER = 4
 
 def default_lambda(method: str) -> float:
     """The default relative lambda of a method (0 for gridding, which has none)."""
-    _check_method(method)
-    return _DEFAULT_LAMBDA[method]
-
-
-def _check_method(method: str) -> None:
-    if method not in BASELINE_METHODS:
-        raise InputError(f"method {method!r}: expected one of {', '.join(BASELINE_METHODS)}")
+    return baseline_spec(method).default_lam
 
 
 def _validate(
-    kspace: Any, traj: Any, dcf: Any, smaps: Any
+    kspace: Any, traj: Any, dcf: Any, smaps: Any, arms: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     ksp = np.asarray(kspace)
     if ksp.ndim != 4 or min(ksp.shape) < 1:
-        raise ShapeError(f"kspace: expected shape (F, C, A, S), got {ksp.shape}")
+        raise ShapeError(f"kspace: expected shape (F, C, N, S), got {ksp.shape}")
     if not np.iscomplexobj(ksp):
         raise ShapeError(f"kspace: expected complex64 data, got {ksp.dtype}")
     _, n_coils, n_arms, n_samples = ksp.shape
     traj_arr = np.asarray(traj)
-    if traj_arr.shape != (n_arms, n_samples, 2) or not np.issubdtype(traj_arr.dtype, np.floating):
+    n_table = n_arms if arms is None else (traj_arr.shape[0] if traj_arr.ndim == 3 else -1)
+    if traj_arr.shape != (n_table, n_samples, 2) or not np.issubdtype(traj_arr.dtype, np.floating):
         raise ShapeError(
-            f"traj: expected float ({n_arms}, {n_samples}, 2) radians, got {traj_arr.dtype} "
-            f"{traj_arr.shape}"
+            f"traj: expected a float ({'I' if arms is not None else n_arms}, {n_samples}, 2) "
+            f"interleaf table in radians, got {traj_arr.dtype} {traj_arr.shape}"
         )
     dcf_arr = np.asarray(dcf)
-    if dcf_arr.shape != (n_arms, n_samples) or not np.issubdtype(dcf_arr.dtype, np.floating):
+    if dcf_arr.shape != (n_table, n_samples) or not np.issubdtype(dcf_arr.dtype, np.floating):
         raise ShapeError(
-            f"dcf: expected float ({n_arms}, {n_samples}), got {dcf_arr.dtype} {dcf_arr.shape}"
+            f"dcf: expected float ({n_table}, {n_samples}), got {dcf_arr.dtype} {dcf_arr.shape}"
         )
+    if arms is not None and np.shape(arms) != (ksp.shape[0], n_arms):
+        raise ShapeError(f"arms: expected ({ksp.shape[0]}, {n_arms}), got {np.shape(arms)}")
     maps = np.asarray(smaps)
     if maps.ndim != 3 or maps.shape[0] != n_coils or min(maps.shape) < 1:
         raise ShapeError(f"smaps: expected shape ({n_coils}, H, W), got {maps.shape}")
@@ -100,35 +93,32 @@ def _validate(
 
 
 def _check_params(method: str, lam: float, iters: int) -> None:
-    if method != "gridding" and not (math.isfinite(float(lam)) and float(lam) > 0):
+    if baseline_spec(method).solver is not None and not (
+        math.isfinite(float(lam)) and float(lam) > 0
+    ):
         raise InputError(f"lam: expected a positive number for {method}, got {lam}")
     if isinstance(iters, bool) or int(iters) != iters or int(iters) < 1:
         raise InputError(f"iters: expected a positive integer, got {iters}")
-
-
-def normalize_magnitude(images: Any) -> np.ndarray:
-    """|images| (F, H, W) divided by each frame's maximum: float32 in [0, 1]."""
-    mag = np.abs(np.asarray(images)).astype(np.float32)
-    peak = mag.reshape(mag.shape[0], -1).max(axis=1)
-    return mag / np.where(peak > 0, peak, 1)[:, None, None]
 
 
 class BaselineProblem:
     """The data of one utterance set up for the solvers.
 
     Args:
-        kspace: (F, C, A, S) complex k-space.
-        traj: (A, S, 2) float radians/pixel.
-        dcf: (A, S) float density compensation.
+        kspace: (F, C, N, S) complex k-space, N arms per frame.
+        traj: (I, S, 2) float radians/pixel, the interleaf table (I = N without ``arms``).
+        dcf: (I, S) float density compensation.
         smaps: (C, H, W) complex sensitivities.
+        arms: (F, N) int interleaves of each frame (None: every frame holds all I in order).
         device: ``"cpu"``, ``"cuda"``, ``"auto"``.
         eps: NUFFT accuracy (None: default).
 
     Attributes:
-        op: the :class:`SenseOp`.
-        y: (F, C, K) complex64 k-space tensor.
+        op: A, the :class:`~sirem_cli.mri.sense.FrameSenseOp`.
+        weights: W, the DCF as a diagonal operator on k-space.
+        normal: A^H W A (Toeplitz), a :class:`~sirem_cli.mri.sense.FrameNormalOp`.
+        y: (F, C, N, S) complex64 k-space tensor.
         b: (F, H, W) complex64, A^H W y.
-        data_const: 1/2 ||W^(1/2) y||^2 (float, computed on first use).
         scale: max |b|, the lambda scale (computed on first use).
     """
 
@@ -139,42 +129,36 @@ class BaselineProblem:
         dcf: Any,
         smaps: Any,
         *,
+        arms: Any = None,
         device: Any = "cpu",
         eps: float | None = None,
     ) -> None:
         import torch
 
-        from sirem_cli.mri.sense import SenseOp
+        from sirem_cli.mri.sense import FrameSenseOp
 
-        ksp, traj_arr, dcf_arr, maps = _validate(kspace, traj, dcf, smaps)
-        n_frames, n_coils = ksp.shape[:2]
-        self.op = SenseOp(traj_arr, dcf_arr, maps, device=device, eps=eps)
+        ksp, traj_arr, dcf_arr, maps = _validate(kspace, traj, dcf, smaps, arms)
+        self.op = FrameSenseOp(traj_arr, maps, arms, n_frames=ksp.shape[0], device=device, eps=eps)
+        self.weights = self.op.weighting(dcf_arr)
+        self.normal = self.op.normal_op(dcf_arr)
         self.y = torch.as_tensor(
-            np.ascontiguousarray(ksp.reshape(n_frames, n_coils, -1), dtype=np.complex64),
-            device=self.op.device,
+            np.ascontiguousarray(ksp, dtype=np.complex64), device=self.op.device
         )
-        self.b = self.op.adjoint(self.y, weighted=True)
+        self.b = self.op.adjoint(self.weights.forward(self.y))
         # NaN/inf anywhere in k-space reaches b (finite smaps and dcf are checked above);
         # checking the (8x smaller) image is cheaper than scanning k-space.
         if not bool(torch.isfinite(torch.view_as_real(self.b)).all()):
             raise InputError("kspace: contains NaN or infinite values")
         self._lipschitz: float | None = None
-        self._data_const: float | None = None
         self._scale: float | None = None
-
-    @property
-    def data_const(self) -> float:
-        """1/2 ||W^(1/2) y||^2, the constant of the data term."""
-        if self._data_const is None:
-            self._data_const = self.data_term_constant()
-        return self._data_const
 
     def data_term_constant(self, frames: slice | None = None) -> float:
         """1/2 ||W^(1/2) y||^2 over all frames or a slice of them."""
         import torch
 
         y = self.y if frames is None else self.y[frames]
-        return 0.5 * float((self.op.weights * torch.view_as_real(y).square().sum(-1)).sum())
+        w = self.weights.weights if frames is None else self.weights.weights[frames]
+        return 0.5 * float((w * torch.view_as_real(y).square().sum(-1)).sum())
 
     @property
     def scale(self) -> float:
@@ -186,15 +170,7 @@ class BaselineProblem:
     def lipschitz(self) -> float:
         """L: 1.01 x the power-iteration estimate of the largest eigenvalue of A^H W A."""
         if self._lipschitz is None:
-            from sirem_cli.recon.solvers import power_iteration
-
-            est = power_iteration(
-                self.op.normal,
-                (1, *self.op.im_shape),
-                dtype=self.op.dtype,
-                device=self.op.device,
-                iters=30,
-            )
+            est = self.normal.max_eigenvalue(iters=30)
             self._lipschitz = 1.01 * est if est > 0 else 1.0
         return self._lipschitz
 
@@ -214,52 +190,52 @@ def solve(
     """Run one regularized method on a :class:`BaselineProblem`.
 
     Args:
-        method: ``"wavelet"``, ``"tv"`` or ``"ttv"``.
+        method: an iterative method of :mod:`sirem_cli.recon.registry`.
         problem: the set-up data.
         lam: relative lambda (see the module notes); the objective uses
             ``lam * problem.scale``.
         iters: iterations.
-        lam_spatial: for ``ttv`` only, a relative isotropic-TV weight added per frame.
+        lam_spatial: for methods with a spatial weight (``ttv``), a relative isotropic-TV
+            weight added per frame.
         track_objective: record the objective after every iteration.
         progress: called with the iteration number.
-        frames: solve only these frames (per-frame methods; ``ttv`` couples frames
-            and needs all of them). Lambda scale and L stay those of the utterance.
-        normal: the normal operator to use (default ``problem.op.normal``).
+        frames: solve only these frames (methods that do not couple frames). Lambda scale
+            and L stay those of the utterance.
+        normal: the normal operator to use (default ``problem.normal`` of those frames).
 
     Returns:
         The :class:`~sirem_cli.recon.solvers.SolverResult` (complex x of the frames).
     """
-    from sirem_cli.recon.solvers import fista_wavelet, pdhg_tv
+    from sirem_cli.recon import solvers
 
-    _check_method(method)
+    spec = baseline_spec(method)
     _check_params(method, lam, iters)
-    if method == "gridding":
-        raise InputError("solve: gridding has no iterative solver; use reconstruct()")
-    lam_abs = float(lam) * problem.scale
-    lipschitz = problem.lipschitz()
+    if spec.solver is None:
+        raise InputError(f"solve: {method} has no iterative solver; use reconstruct()")
+    if (
+        frames is not None
+        and spec.couples_frames
+        and problem.b[frames].shape[0] != problem.b.shape[0]
+    ):
+        raise InputError(f"solve: {method} couples all frames; it cannot run on a subset")
+    if lam_spatial < 0 or not math.isfinite(lam_spatial):
+        raise InputError(f"lam_spatial: expected a number >= 0, got {lam_spatial}")
+    if lam_spatial > 0 and not spec.spatial_weight:
+        raise InputError(f"lam_spatial: {method} has no spatial weight")
     b = problem.b if frames is None else problem.b[frames]
-    normal_fn = problem.op.normal if normal is None else normal
-    common = dict(
-        lipschitz=lipschitz,
+    if normal is None:
+        normal = problem.normal.forward if frames is None else problem.normal.frames(frames).forward
+    solver = getattr(solvers, spec.solver)
+    return solver(
+        normal,
+        b,
+        lam=float(lam) * problem.scale,
+        lam_spatial=float(lam_spatial) * problem.scale,
+        lipschitz=problem.lipschitz(),
         iters=int(iters),
         data_const=problem.data_term_constant(frames) if track_objective else 0.0,
         track_objective=track_objective,
         progress=progress,
-    )
-    if method == "wavelet":
-        return fista_wavelet(normal_fn, b, lam_abs, **common)
-    if method == "tv":
-        return pdhg_tv(normal_fn, b, lam_spatial=lam_abs, **common)
-    if frames is not None and b.shape[0] != problem.b.shape[0]:
-        raise InputError("solve: ttv couples all frames; it cannot run on a subset")
-    if lam_spatial < 0 or not math.isfinite(lam_spatial):
-        raise InputError(f"lam_spatial: expected a number >= 0, got {lam_spatial}")
-    return pdhg_tv(
-        normal_fn,
-        problem.b,
-        lam_spatial=float(lam_spatial) * problem.scale,
-        lam_time=lam_abs,
-        **common,
     )
 
 
@@ -272,6 +248,7 @@ def reconstruct(
     *,
     lam: float,
     iters: int = 100,
+    arms: Any = None,
     device: Any = "cpu",
     progress: Callable[[int], None] | None = None,
     lam_spatial: float = 0.0,
@@ -281,21 +258,23 @@ def reconstruct(
     """Reconstruct an utterance with a baseline method.
 
     Args:
-        method: one of :data:`BASELINE_METHODS`.
-        kspace: (F, C, A, S) complex64 k-space (normalized to max magnitude 1 per
+        method: one of :data:`~sirem_cli.recon.registry.BASELINES`.
+        kspace: (F, C, N, S) complex64 k-space (normalized to max magnitude 1 per
             utterance in prepared files; any scale works, see the module notes).
-        traj: (A, S, 2) float32 radians/pixel in [-pi, pi).
-        dcf: (A, S) float32 density compensation.
+        traj: (I, S, 2) float32 radians/pixel in [-pi, pi), the interleaf table.
+        dcf: (I, S) float32 density compensation.
         smaps: (C, H, W) complex64 coil sensitivities.
         lam: relative regularization weight (> 0; ignored by gridding).
         iters: iterations of the iterative methods (>= 1).
+        arms: (F, N) interleaves of each frame (None: all I in table order, N = I).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         progress: called with the iteration number (per block of frames for the
             per-frame methods, which restart the count for each block).
-        lam_spatial: ``ttv`` only: relative weight of an added spatial isotropic TV.
+        lam_spatial: methods with a spatial weight only: relative weight of an added
+            spatial isotropic TV.
         eps: NUFFT accuracy (None: 1e-4).
-        workers: CPU threads for wavelet/tv, each solving a block of frames with one
-            torch thread (None: ``torch.get_num_threads()``, at most one per
+        workers: CPU threads for the per-frame methods, each solving a block of frames with
+            one torch thread (None: ``torch.get_num_threads()``, at most one per
             :data:`MIN_FRAMES_PER_WORKER` frames; 1 uses torch's intra-op threads).
 
     Returns:
@@ -305,14 +284,14 @@ def reconstruct(
         ShapeError: wrong shapes or dtypes.
         InputError: NaN/inf values, an unknown method, lam <= 0, iters <= 0.
     """
-    _check_method(method)
+    spec = baseline_spec(method)
     _check_params(method, lam, iters)
-    problem = BaselineProblem(kspace, traj, dcf, smaps, device=device, eps=eps)
-    if method == "gridding":
+    problem = BaselineProblem(kspace, traj, dcf, smaps, arms=arms, device=device, eps=eps)
+    if spec.solver is None:
         if progress is not None:
             progress(1)
         return normalize_magnitude(problem.b.cpu().numpy())
-    if method == "ttv":
+    if spec.couples_frames:
         return _all_frames(method, problem, lam, int(iters), lam_spatial, progress, workers)
     return _per_frame(method, problem, lam, int(iters), progress, workers)
 
@@ -332,11 +311,11 @@ def _single_threaded(fn: Callable[[], Any]) -> Any:
 
 
 def _prepare(problem: BaselineProblem, workers: int) -> None:
-    """L, the Toeplitz kernel and the lambda scale, before any worker thread starts."""
+    """L, the Toeplitz kernels and the lambda scale, before any worker thread starts."""
 
     def prepare() -> None:
         problem.lipschitz()
-        problem.op.prepare_normal()
+        problem.normal.prepare()
         _ = problem.scale
 
     if workers > 1:
@@ -354,8 +333,9 @@ def _all_frames(
     progress: Callable[[int], None] | None,
     workers: int | None,
 ) -> np.ndarray:
-    """ttv: one solver over all frames; with several workers the normal operator is
-    split over frame blocks in worker threads and everything runs single-threaded."""
+    """Methods that couple frames: one solver over all frames; with several workers the
+    normal operator is split over frame blocks in worker threads and everything runs
+    single-threaded."""
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
@@ -365,18 +345,18 @@ def _all_frames(
     kwargs = {"lam": lam, "iters": iters, "lam_spatial": lam_spatial, "progress": progress}
     if workers == 1:
         return normalize_magnitude(solve(method, problem, **kwargs).x.cpu().numpy())
-    op = problem.op
+    bounds = np.linspace(0, problem.b.shape[0], workers + 1).round().astype(int)
+    blocks = [slice(int(a), int(c)) for a, c in itertools.pairwise(bounds)]
+    parts = [problem.normal.frames(block) for block in blocks]
 
     def normal(x: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(x)
-        bounds = np.linspace(0, x.shape[0], workers + 1).round().astype(int)
 
-        def part(block: slice) -> None:
+        def part(index: int) -> None:
             torch.set_num_threads(1)
-            out[block] = op.normal(x[block])
+            out[blocks[index]] = parts[index].forward(x[blocks[index]])
 
-        jobs = [pool.submit(part, slice(int(a), int(c))) for a, c in itertools.pairwise(bounds)]
-        for job in jobs:
+        for job in [pool.submit(part, i) for i in range(len(blocks))]:
             job.result()
         return out
 

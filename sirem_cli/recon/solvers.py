@@ -15,7 +15,12 @@ callables, not classes: ``normal(x) -> A^H W A x`` and ``b = A^H W y``; the cons
   frames), by the primal-dual method of Condat (2013) / Vu (2013): a Chambolle-Pock
   iteration whose primal step is an explicit gradient step on f.
 
-L is the largest eigenvalue of A^H W A (power iteration, computed once per operator).
+L is the largest eigenvalue of A^H W A (:func:`sirem_cli.linop.power_iteration`, computed
+once per operator). The regularizers' linear maps are :class:`~sirem_cli.linop.LinearOp`s too
+(:class:`FiniteDiff2DOp`, :class:`FiniteDiffTimeOp`, :class:`WaveletOp`), checked with the
+other operators in ``tests/test_operators.py``. Every method of
+:mod:`sirem_cli.recon.registry` has an entry point here with one common signature
+(:func:`wavelet_solver`, :func:`tv_solver`, :func:`ttv_solver`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 import torch
 
 from sirem_cli.errors import ShapeError
+from sirem_cli.linop import LinearOp
 
 NormalFn = Callable[[torch.Tensor], torch.Tensor]
 ProgressFn = Callable[[int], None]
@@ -48,41 +54,6 @@ class SolverResult:
     objective: list[float] = field(default_factory=list)
     iters: int = 0
     lipschitz: float = 0.0
-
-
-def power_iteration(
-    normal: NormalFn,
-    shape: tuple[int, ...],
-    *,
-    dtype: torch.dtype = torch.complex64,
-    device: torch.device | str = "cpu",
-    iters: int = 30,
-    seed: int = 0,
-) -> float:
-    """Largest eigenvalue of a Hermitian positive semi-definite operator.
-
-    Args:
-        normal: the operator, applied to tensors of ``shape``.
-        shape: e.g. (1, H, W).
-        dtype, device: of the iterate.
-        iters: iterations (the estimate grows towards the eigenvalue from below).
-        seed: random start.
-
-    Returns:
-        The estimate of the largest eigenvalue.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    real = torch.float32 if dtype == torch.complex64 else torch.float64
-    x = torch.view_as_complex(torch.randn((*shape, 2), generator=gen, dtype=real)).to(device)
-    x = x / torch.linalg.vector_norm(x)
-    lam = 0.0
-    for _ in range(max(1, iters)):
-        y = normal(x)
-        lam = float(torch.linalg.vector_norm(y))
-        if lam == 0.0 or not math.isfinite(lam):
-            return lam
-        x = y / lam
-    return lam
 
 
 # -- wavelets -----------------------------------------------------------------------------
@@ -454,3 +425,166 @@ def pdhg_tv(
     result.x = x
     result.iters = iters
     return result
+
+
+# -- the regularizers' linear maps as operators ---------------------------------------------
+class FiniteDiff2DOp(LinearOp):
+    """Spatial forward differences :func:`grad2d`: (F, H, W) -> (2, F, H, W)."""
+
+    def __init__(self, n_frames: int, im_shape: tuple[int, int]) -> None:
+        self.ishape = (int(n_frames), *im_shape)
+        self.oshape = (2, *self.ishape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return grad2d(x)
+
+    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        self.check_output(g)
+        return grad2d_adjoint(g)
+
+
+class FiniteDiffTimeOp(LinearOp):
+    """Temporal forward difference :func:`grad_time`: (F, H, W) -> (F - 1, H, W)."""
+
+    def __init__(self, n_frames: int, im_shape: tuple[int, int]) -> None:
+        self.ishape = (int(n_frames), *im_shape)
+        self.oshape = (int(n_frames) - 1, *im_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return grad_time(x)
+
+    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        self.check_output(g)
+        return grad_time_adjoint(g, self.ishape[0])
+
+
+class WaveletOp(LinearOp):
+    """Psi: complex images (..., H, W) -> their 2D wavelet coefficients (..., M).
+
+    The analysis of :class:`Wavelet2D` (pywt ``wavedec2``, periodization); the M outputs are
+    the detail bands of every level and the last lowpass band, level by level, so the operator
+    is complex-linear and ``adjoint`` is its exact transpose (the synthesis equals it only
+    where every band size is even, where the transform is orthogonal).
+    """
+
+    def __init__(
+        self,
+        im_shape: tuple[int, int],
+        wavelet: str = "db4",
+        level: int | None = None,
+        *,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        self.psi = Wavelet2D(im_shape, wavelet, level, dtype=dtype)
+        self.ishape = tuple(int(n) for n in im_shape)
+        self._masks = self.psi.detail_masks()
+        self.oshape = (int(sum(int(m.sum()) for m in self._masks)),)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        flat = x.reshape(-1, *self.ishape)
+        coeffs = self.psi.forward(complex_to_real(flat))
+        real = torch.cat([c[:, m] for c, m in zip(coeffs, self._masks, strict=True)], dim=1)
+        n = flat.shape[0]
+        return torch.complex(real[:n], real[n:]).reshape(*x.shape[:-2], -1)  # (..., M)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        self.check_output(y)
+        flat = y.reshape(-1, self.oshape[0])
+        real = torch.cat([flat.real, flat.imag], dim=0)  # (2B, M)
+        grads, start = [], 0
+        for mask in self._masks:
+            g = real.new_zeros((real.shape[0], *mask.shape))
+            size = int(mask.sum())
+            g[:, mask] = real[:, start : start + size]
+            grads.append(g)
+            start += size
+        band = None
+        for j in range(self.psi.level - 1, -1, -1):
+            ah, _, aw_t, _ = self.psi._mats[j]
+            g = grads[j]
+            if band is not None:
+                ch, cw = self.psi.band_shapes[j]
+                g[:, :ch, :cw] += band
+            band = Wavelet2D._apply(ah.T, g, aw_t.T)  # transpose of one analysis level
+        assert band is not None
+        return real_to_complex(band).reshape(*y.shape[:-1], *self.ishape)
+
+
+# -- entry points of the registry's methods (one signature) ---------------------------------
+def wavelet_solver(
+    normal: NormalFn,
+    b: torch.Tensor,
+    *,
+    lam: float,
+    lam_spatial: float = 0.0,
+    lipschitz: float,
+    iters: int,
+    data_const: float = 0.0,
+    track_objective: bool = False,
+    progress: ProgressFn | None = None,
+) -> SolverResult:
+    """``wavelet``: :func:`fista_wavelet` with weight ``lam`` (``lam_spatial`` unused)."""
+    return fista_wavelet(
+        normal,
+        b,
+        lam,
+        lipschitz=lipschitz,
+        iters=iters,
+        data_const=data_const,
+        track_objective=track_objective,
+        progress=progress,
+    )
+
+
+def tv_solver(
+    normal: NormalFn,
+    b: torch.Tensor,
+    *,
+    lam: float,
+    lam_spatial: float = 0.0,
+    lipschitz: float,
+    iters: int,
+    data_const: float = 0.0,
+    track_objective: bool = False,
+    progress: ProgressFn | None = None,
+) -> SolverResult:
+    """``tv``: :func:`pdhg_tv` with spatial weight ``lam`` (``lam_spatial`` unused)."""
+    return pdhg_tv(
+        normal,
+        b,
+        lam_spatial=lam,
+        lipschitz=lipschitz,
+        iters=iters,
+        data_const=data_const,
+        track_objective=track_objective,
+        progress=progress,
+    )
+
+
+def ttv_solver(
+    normal: NormalFn,
+    b: torch.Tensor,
+    *,
+    lam: float,
+    lam_spatial: float = 0.0,
+    lipschitz: float,
+    iters: int,
+    data_const: float = 0.0,
+    track_objective: bool = False,
+    progress: ProgressFn | None = None,
+) -> SolverResult:
+    """``ttv``: :func:`pdhg_tv` with temporal weight ``lam`` and spatial weight ``lam_spatial``."""
+    return pdhg_tv(
+        normal,
+        b,
+        lam_spatial=lam_spatial,
+        lam_time=lam,
+        lipschitz=lipschitz,
+        iters=iters,
+        data_const=data_const,
+        track_objective=track_objective,
+        progress=progress,
+    )

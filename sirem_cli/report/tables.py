@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sirem_cli.metrics.registry import METRICS, PAPER_METRICS
+from sirem_cli.recon.registry import BASELINES
 
 if TYPE_CHECKING:
     from sirem_cli.metrics.evaluate import EvalResult
@@ -34,14 +35,11 @@ __all__ = [
     "table2_deltas",
 ]
 
-#: Display names of the known methods and targets.
+#: Display names of the known methods (the baselines' from their registry) and targets.
 METHOD_LABELS: dict[str, str] = {
-    "gridding": "Gridding",
-    "wavelet": "Wavelet",
-    "tv": "TV",
+    **{name: spec.label for name, spec in BASELINES.items()},
     "sirem-no-audio": "SIREM (w/o audio)",
     "sirem": "SIREM",
-    "ttv": "Temporal TV",
     "sirem-mri": "SIREM MRI branch",
     "sirem-audio": "SIREM audio branch",
     "sirem-no-audio-mri": "SIREM (w/o audio) MRI branch",
@@ -50,10 +48,7 @@ METHOD_LABELS: dict[str, str] = {
 }
 #: Row order of known methods; others follow in order of appearance.
 METHOD_ORDER: tuple[str, ...] = (
-    "gridding",
-    "wavelet",
-    "tv",
-    "ttv",
+    *BASELINES,
     "sirem-mri",
     "sirem-no-audio",
     "sirem",

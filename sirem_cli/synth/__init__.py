@@ -1,15 +1,19 @@
 """Synthetic speech-rtMRI corpus: the physics it samples and the writers that assemble it.
 
-The physics lives in four modules that build on each other:
+The physics lives in modules that build on each other:
 
 - :mod:`sirem_cli.synth.lexicon`: ARPAbet phones with articulatory targets, a small English
   lexicon and :func:`~sirem_cli.synth.lexicon.sample_utterance` (word and phone tiers that tile
   the utterance, as in an Annot-16 TextGrid);
 - :mod:`sirem_cli.synth.articulation`: :func:`~sirem_cli.synth.articulation.articulate`, smooth
   coarticulated trajectories of 7 normalized articulatory parameters in continuous time;
-- :mod:`sirem_cli.synth.vocaltract`: a midsagittal vocal-tract phantom driven by those
-  parameters (upright proton-density images, label rasters, Annot-16 contours and the area
-  function along the airway, all from one geometry);
+- a midsagittal vocal-tract phantom driven by those parameters, all views from one geometry:
+  :mod:`~sirem_cli.synth.anatomy` (per-speaker anatomy and the field of view),
+  :mod:`~sirem_cli.synth.shapes` (the capsules and polygons it is built from),
+  :mod:`~sirem_cli.synth.vocaltract` (walls, gridlines and the moving articulators),
+  :mod:`~sirem_cli.synth.images` (upright proton-density images),
+  :mod:`~sirem_cli.synth.labels` (label rasters), :mod:`~sirem_cli.synth.contours` (Annot-16
+  contours) and :mod:`~sirem_cli.synth.airway` (the area function along the airway);
 - :mod:`sirem_cli.synth.speech`: speech audio synthesized from the same trajectory through the
   area function (tube model, voiced and noise sources, nasal coupling).
 

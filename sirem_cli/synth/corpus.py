@@ -288,16 +288,13 @@ def _write_utterance(
     from sirem_cli.io.ismrmrd import RawHeader, RawWriter
     from sirem_cli.io.textgrid import write_textgrid
     from sirem_cli.io.usc import write_wav
+    from sirem_cli.synth.anatomy import anatomy_for_subject
     from sirem_cli.synth.articulation import PARAM_NAMES, articulate
+    from sirem_cli.synth.contours import contours_batch
+    from sirem_cli.synth.images import render
+    from sirem_cli.synth.labels import ARTICULATORS, label_raster
     from sirem_cli.synth.lexicon import sample_utterance
     from sirem_cli.synth.speech import synthesize_audio
-    from sirem_cli.synth.vocaltract import (
-        ARTICULATORS,
-        anatomy_for_subject,
-        contours_batch,
-        label_raster,
-        render,
-    )
 
     t0 = time.perf_counter()
     text_rng, traj_seed, noise_rng, audio_seed = (

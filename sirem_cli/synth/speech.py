@@ -1,7 +1,7 @@
 """Speech audio synthesized from the articulatory trajectory through the vocal-tract geometry.
 
 Every 5 ms control frame, the trajectory gives the area function, tract length and
-velopharyngeal port of :func:`sirem_cli.synth.vocaltract.tract_geometry` (the geometry of the
+velopharyngeal port of :func:`sirem_cli.synth.airway.tract_geometry` (the geometry of the
 images), and the frame's sound is filtered accordingly:
 
 - *tract*: a lossless Kelly-Lochbaum tube of ``N = round(sample_rate / 1000)`` sections (one
@@ -34,9 +34,10 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import lfilter
 
 from sirem_cli.errors import InputError
+from sirem_cli.synth.airway import tract_geometry
+from sirem_cli.synth.anatomy import Anatomy
 from sirem_cli.synth.articulation import articulate
 from sirem_cli.synth.lexicon import PHONES, Utterance, phone_base
-from sirem_cli.synth.vocaltract import Anatomy, tract_geometry
 
 SOUND_SPEED_CM_S = 35000.0
 CONTROL_HOP_S = 0.005
