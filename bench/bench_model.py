@@ -34,7 +34,7 @@ result = {{}}
 """
 
 RECON = """
-import shutil, time
+import os, shutil, time
 from pathlib import Path
 import h5py
 from sirem_cli.models.sirem_net import ModelConfig, SiremNet
@@ -42,7 +42,10 @@ from sirem_cli.training.checkpoint import save_checkpoint
 from sirem_cli.api.model import ModelRunConfig, run_reconstruct
 tmp = Path({tmp!r})
 prepared = tmp / "prepared_{encoder}.h5"
-shutil.copy(tmp / "prepared.h5", prepared)   # no cached embeddings
+shutil.copy(tmp / "prepared.h5", prepared)
+cache = tmp / "embedding-cache-{encoder}"   # an empty embedding cache: the first run encodes
+shutil.rmtree(cache, ignore_errors=True)
+os.environ["SIREM_CACHE"] = str(cache)
 hubert_dir = None
 if {encoder!r} == "hubert":
     from sirem_cli.models.encoders import random_hubert

@@ -25,11 +25,19 @@ def _shared(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Path:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent
     target = root / name
-    with FileLock(str(target) + ".lock"):
+    with FileLock(str(target) + ".build-lock"):
         if not (target.exists() and (target.parent / f"{name}.done").exists()):
             build(target)
             (target.parent / f"{name}.done").write_text("ok")
     return target
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user's embedding cache of the tests: a folder of this test session, never ~/.cache."""
+    path = tmp_path_factory.getbasetemp() / "embedding-cache"
+    os.environ["SIREM_CACHE"] = str(path)
+    return path
 
 
 @pytest.fixture

@@ -271,7 +271,7 @@ def test_arm_lr_moves_only_the_arm_logits_faster(tmp_path):
         )
         logits[name] = result.model.arm_logits.detach().abs().max().item()
     assert logits["fast"] > 10 * logits["same"]
-    with pytest.raises(InputError, match="arm_lr"):
+    with pytest.raises(InputError, match="--arm-lr"):
         small_config(arm_lr=0.0)
 
 

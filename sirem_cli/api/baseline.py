@@ -11,10 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from sirem_cli.api.common import backend_info, check_finite, check_positive
+from sirem_cli.api.common import backend_info, check_positive
 from sirem_cli.errors import InputError
-from sirem_cli.io.atomic import check_output_path
+from sirem_cli.io.checks import check_device_option, check_finite_arrays
+from sirem_cli.io.estimates import recon_bytes
+from sirem_cli.io.output import check_output, claim_outputs
 from sirem_cli.io.prepared import PreparedSet, ReconWriter, UtteranceRef
+from sirem_cli.io.schema import RECON_FORMAT
 from sirem_cli.metrics.image import psnr
 from sirem_cli.recon.registry import BASELINES, baseline_spec
 
@@ -81,6 +84,10 @@ class BaselineConfig:
             raise InputError(f"--window must be >= 2 frames, got {self.window}")
         if not 0 <= self.overlap < self.window:
             raise InputError(f"--overlap must be in 0..{self.window - 1}, got {self.overlap}")
+        for flag, split in (("--split", self.split), ("--lam-split", self.auto_split)):
+            if split not in ("train", "val", "test", "all"):
+                raise InputError(f"{flag} must be train, val, test or all, got {split!r}")
+        check_device_option(self.device)
 
 
 @dataclass
@@ -106,7 +113,7 @@ _GEOMETRY = ("traj", "dcf", "smaps")
 def _frames(ref: UtteranceRef, frames: slice, names: Sequence[str] = ()) -> dict[str, Any]:
     """k-space, arms and ``names`` of a block of frames, plus the utterance's geometry."""
     data = PreparedSet.read(ref, ["kspace", "arms", *_GEOMETRY, *names], frames=frames)
-    check_finite(ref.path, ref.prefix, "kspace", data["kspace"])
+    check_finite_arrays(ref.path, ref.prefix, data, ["kspace", *_GEOMETRY, *names])
     return data
 
 
@@ -263,16 +270,37 @@ def run_baseline(
     out: Path,
     config: BaselineConfig,
     *,
-    overwrite: bool = True,
+    overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> BaselineResult:
-    """Reconstruct every utterance of ``config.split`` with a baseline and write ``out``."""
-    from sirem_cli.recon.baselines import default_lambda
+    """Reconstruct every utterance of ``config.split`` with a baseline and write ``out``.
 
+    ``out`` follows the output policy of :mod:`sirem_cli.io.output` (never an input, replaced
+    only with ``overwrite``, locked while written).
+    """
     config.validate()
-    check_output_path(Path(out), overwrite=overwrite)
+    check_output(Path(out), inputs=prepared, overwrite=overwrite, kind=RECON_FORMAT)
     dataset = PreparedSet(prepared)
     refs = dataset.select(config.split)
+    with claim_outputs(
+        [out],
+        inputs=prepared,
+        overwrite=overwrite,
+        expected_bytes=recon_bytes(refs),
+        kind=RECON_FORMAT,
+    ):
+        return _run_baseline(dataset, refs, Path(out), config, progress)
+
+
+def _run_baseline(
+    dataset: PreparedSet,
+    refs: Sequence[UtteranceRef],
+    out: Path,
+    config: BaselineConfig,
+    progress: ProgressFn | None,
+) -> BaselineResult:
+    from sirem_cli.recon.baselines import default_lambda
+
     info = backend_info(config.device)
     result = BaselineResult(
         out=Path(out),
@@ -307,7 +335,6 @@ def run_baseline(
         config=record,
         device=info["device"],
         nufft_backend=info["nufft_backend"],
-        overwrite=overwrite,
     ) as writer:
         for i, ref in enumerate(refs):
             if progress is not None:

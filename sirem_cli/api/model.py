@@ -6,14 +6,14 @@ Training never runs a NUFFT per epoch: each frame's per-arm coil-combined images
 ``|sum_j p_j B_j|`` is then exact and cheap. Reconstruction goes the direct way, the weighted
 k-space through the same operator's adjoint.
 
-Frozen-encoder embeddings are computed once per utterance and cached in the prepared file
-under ``embeddings/<encoder>`` together with their source and timing.
+Frozen-encoder embeddings are computed once per utterance and kept in the user's embedding
+cache (:mod:`sirem_cli.io.embcache`); prepared files are inputs and are never written.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,24 +22,21 @@ from typing import Any
 
 import numpy as np
 
-from sirem_cli.api.common import backend_info, check_finite
-from sirem_cli.errors import InputError
-from sirem_cli.io.atomic import check_output_path
-from sirem_cli.io.prepared import (
-    PreparedSet,
-    ReconWriter,
-    UtteranceRef,
-    h5_open_waiting,
-    store_embeddings,
-)
+from sirem_cli.api.common import backend_info
+from sirem_cli.errors import FormatError, InputError
+from sirem_cli.io import embcache
+from sirem_cli.io.checks import check_device_option, check_finite_arrays
+from sirem_cli.io.estimates import recon_bytes
+from sirem_cli.io.output import check_output, claim_outputs
+from sirem_cli.io.prepared import PreparedSet, ReconWriter, UtteranceRef, h5_open_waiting
+from sirem_cli.io.schema import RECON_FORMAT
 
 StageFn = Callable[[str, int, int], None]
 #: reconstruct --branch -> the field of SiremOutput written.
 BRANCHES = {"fused": "recon", "mri": "x_mri", "audio": "x_audio"}
-
-
-def _encoder_source(encoder: Any) -> str:
-    return str(getattr(encoder, "source", None) or encoder.name)
+#: Datasets checked for NaN/Inf when frames are loaded for training / reconstruction.
+TRAIN_INPUTS = ("kspace", "traj", "dcf", "smaps", "reference", "truth", "eba", "embeddings")
+RECON_INPUTS = ("kspace", "traj", "dcf", "smaps", "eba", "embeddings")
 
 
 def utterance_embeddings(
@@ -50,25 +47,18 @@ def utterance_embeddings(
     cache: bool = True,
     progress: StageFn | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Embeddings (F, E) of one utterance, from the cache or computed (and then cached).
+    """Embeddings (F, E) of one utterance: from the user's embedding cache (or an older prepared
+    file that holds them), else computed and then cached (:mod:`sirem_cli.io.embcache`).
 
     Returns:
         The embeddings and the encoder's cost in ms per frame (measured now or when cached).
     """
     from sirem_cli.models.encoders import cut_windows
 
-    key = f"embeddings/{encoder.name}"
-    with h5_open_waiting(ref.path, "r") as f:
-        group = f["utterances"][ref.prefix]
-        if key in group:
-            info = json.loads(group[key].attrs.get("info", "{}"))
-            if (
-                info.get("source") == _encoder_source(encoder)
-                and group[key].shape[0] == ref.n_frames
-            ):
-                return group[key][()], float(info.get("ms_per_frame", float("nan")))
-    data = PreparedSet.read(ref, ["audio", "audio_window"])
-    windows = cut_windows(data["audio"], data["audio_window"])
+    found = embcache.lookup(ref, encoder, cache=cache)
+    if found.values is not None:
+        return found.values, found.ms_per_frame
+    windows = cut_windows(found.audio, found.window)
 
     def report(done: int, total: int) -> None:
         if progress is not None:
@@ -77,18 +67,14 @@ def utterance_embeddings(
     t0 = time.perf_counter()
     values = encoder.encode(windows, batch_size=batch_size, progress=report)
     ms = 1000 * (time.perf_counter() - t0) / max(1, len(windows))
-    if cache:
-        try:
-            store_embeddings(
-                ref.path,
-                ref.prefix,
-                encoder.name,
-                values,
-                {"source": _encoder_source(encoder), "ms_per_frame": ms},
-            )
-        except OSError:
-            pass  # a read-only prepared file: keep the embeddings in memory only
-    return np.asarray(values, dtype=np.float32), ms
+    values = np.asarray(values, dtype=np.float32)
+    if not np.all(np.isfinite(values)):
+        raise FormatError(
+            f"{ref.path}: utterance {ref.prefix}: the {encoder.name} encoder gives NaN or Inf "
+            "embeddings for its audio"
+        )
+    embcache.store(found.entry, values, ms)
+    return values, ms
 
 
 def arm_images(
@@ -130,6 +116,7 @@ class ModelRunConfig:
     target: str = "reference"
     device: str = "auto"
     encode_batch: int = 16
+    cache: bool = True  # the user's embedding cache (--no-cache: neither read nor written)
 
     def validate(self) -> None:
         """Raise InputError naming the first bad option."""
@@ -161,11 +148,13 @@ def frame_data(
     for i, ref in enumerate(refs):
         if progress is not None:
             progress("load frames", i, len(refs))
-        emb, _ = utterance_embeddings(ref, encoder, batch_size=run.encode_batch, progress=progress)
+        emb, _ = utterance_embeddings(
+            ref, encoder, batch_size=run.encode_batch, cache=run.cache, progress=progress
+        )
         data = PreparedSet.read(
             ref, ["kspace", "arms", "traj", "dcf", "smaps", "reference", "truth", "eba"]
         )
-        check_finite(ref.path, ref.prefix, "kspace", data["kspace"])
+        check_finite_arrays(ref.path, ref.prefix, {**data, "embeddings": emb}, TRAIN_INPUTS)
         if run.target not in data:
             raise InputError(f"{ref.path}: {ref.prefix} has no {run.target} frames (--target)")
         if need_eba and "eba" not in data:
@@ -198,7 +187,7 @@ class TrainRunResult:
     log_json: Path
     log_csv: Path
     best_epoch: int
-    best_val_psnr: float
+    best_val_psnr: float | None  # None without validation data (the last epoch is kept)
     arm_weights: list[float]
     records: list[dict[str, Any]]
     seconds: float
@@ -228,6 +217,14 @@ def default_checkpoint_path(prepared: Sequence[Path], no_audio: bool) -> Path:
     return first.with_name(f"{first.stem}.sirem{'-no-audio' if no_audio else ''}.pt")
 
 
+def train_outputs(out: Path) -> list[Path]:
+    """The files ``sirem train --out OUT`` writes: OUT, its resume file and its two logs."""
+    from sirem_cli.training.loop import resume_path_for
+
+    out = Path(out)
+    return [out, resume_path_for(out), out.with_suffix(".log.json"), out.with_suffix(".log.csv")]
+
+
 def run_train(
     prepared: Sequence[Path],
     out: Path | None,
@@ -235,22 +232,48 @@ def run_train(
     run: ModelRunConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: StageFn | None = None,
     step_progress: Callable[..., None] | None = None,
 ) -> TrainRunResult:
-    """Train SIREM on the train split of ``prepared`` (validated on the val split)."""
+    """Train SIREM on the train split of ``prepared`` (validated on the val split).
+
+    The checkpoint, its resume file and its logs (:func:`train_outputs`) follow the output
+    policy of :mod:`sirem_cli.io.output`: never an input, replaced only with ``overwrite`` (or
+    ``resume``, which continues the same run), locked while the run lasts.
+    """
+    run.validate()
+    out = Path(out) if out is not None else default_checkpoint_path(prepared, config.no_audio)
+    outputs = train_outputs(out)
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun rank 0 holds the outputs
+        return _run_train(prepared, out, config, run, resume, progress, step_progress)
+    for path in outputs:
+        check_output(path, inputs=prepared, overwrite=overwrite or resume)
+    with claim_outputs(outputs, inputs=prepared, overwrite=overwrite or resume):
+        return _run_train(prepared, out, config, run, resume, progress, step_progress)
+
+
+def _run_train(
+    prepared: Sequence[Path],
+    out: Path,
+    config: Any,
+    run: ModelRunConfig,
+    resume: bool,
+    progress: StageFn | None,
+    step_progress: Callable[..., None] | None,
+) -> TrainRunResult:
     from sirem_cli.training.distributed import init_runtime, resolve_device, shutdown_runtime
     from sirem_cli.training.loop import train
 
-    run.validate()
-    out = Path(out) if out is not None else default_checkpoint_path(prepared, config.no_audio)
-    check_output_path(out, overwrite=True)
     dataset = PreparedSet(prepared)
     notes: list[str] = []
     train_refs = dataset.select("train")
     val_refs = [u for u in dataset.utterances if u.split == "val"]
     if not val_refs:
-        notes.append("no validation utterances: the last epoch is kept")
+        notes.append(
+            "no validation utterances (the prepared split 'val' is empty): the last epoch is "
+            "kept; prepare with --splits 'train=... val=...' to select by validation PSNR"
+        )
     # Under torchrun (WORLD_SIZE > 1) every process joins one DistributedDataParallel run;
     # otherwise this is a single-process runtime.
     runtime = init_runtime(config.device)
@@ -259,7 +282,7 @@ def run_train(
     if runtime.distributed:  # one writer: rank 0 caches the embeddings, the others wait
         import torch.distributed as dist
 
-        if runtime.rank == 0:
+        if runtime.rank == 0 and run.cache:
             for ref in [*train_refs, *val_refs]:
                 utterance_embeddings(ref, encoder, batch_size=run.encode_batch)
         dist.barrier()
@@ -295,7 +318,7 @@ def run_train(
         log_json=log_json,
         log_csv=log_csv,
         best_epoch=result.best_epoch,
-        best_val_psnr=float(result.best_val_psnr),
+        best_val_psnr=None if result.best_val_psnr is None else float(result.best_val_psnr),
         arm_weights=[float(v) for v in result.arm_weights],
         records=list(result.records),
         seconds=float(result.seconds),
@@ -325,14 +348,56 @@ def run_reconstruct(
     split: str = "test",
     batch: int = 64,
     branch: str = "fused",
-    overwrite: bool = True,
+    overwrite: bool = False,
     progress: StageFn | None = None,
 ) -> ReconstructResult:
     """Reconstruct ``split`` of ``prepared`` with a trained checkpoint into a recon file.
 
     ``branch`` selects the output: ``fused`` (the SIREM reconstruction), ``mri`` (the MRI branch
     alone: gridding of the learned arm-weighted k-space) or ``audio`` (the decoder's image).
+    ``out`` follows the output policy of :mod:`sirem_cli.io.output` (never an input, replaced
+    only with ``overwrite``, locked while written).
     """
+    if batch <= 0:
+        raise InputError(f"--batch must be positive, got {batch}")
+    if branch not in BRANCHES:
+        raise InputError(f"--branch must be one of {', '.join(BRANCHES)}, got {branch!r}")
+    check_device_option(run.device)
+    inputs = [*prepared, checkpoint]
+    check_output(Path(out), inputs=inputs, overwrite=overwrite, kind=RECON_FORMAT)
+    refs = PreparedSet(prepared).select(split)
+    with claim_outputs(
+        [out],
+        inputs=inputs,
+        overwrite=overwrite,
+        expected_bytes=recon_bytes(refs),
+        kind=RECON_FORMAT,
+    ):
+        return _run_reconstruct(
+            checkpoint,
+            prepared,
+            out,
+            run,
+            split=split,
+            batch=batch,
+            branch=branch,
+            overwrite=overwrite,
+            progress=progress,
+        )
+
+
+def _run_reconstruct(
+    checkpoint: Path,
+    prepared: Sequence[Path],
+    out: Path,
+    run: ModelRunConfig,
+    *,
+    split: str,
+    batch: int,
+    branch: str,
+    overwrite: bool,
+    progress: StageFn | None,
+) -> ReconstructResult:
     import torch
 
     from sirem_cli.mri.sense import FrameSenseOp
@@ -343,7 +408,6 @@ def run_reconstruct(
         raise InputError(f"--batch must be positive, got {batch}")
     if branch not in BRANCHES:
         raise InputError(f"--branch must be one of {', '.join(BRANCHES)}, got {branch!r}")
-    check_output_path(Path(out), overwrite=overwrite)
     dataset = PreparedSet(prepared)
     refs = dataset.select(split)
     device = resolve_device(run.device)
@@ -395,14 +459,16 @@ def run_reconstruct(
         for i, ref in enumerate(refs):
             if progress is not None:
                 progress(ref.prefix, i, len(refs))
-            emb, enc_ms = utterance_embeddings(ref, encoder, batch_size=run.encode_batch)
+            emb, enc_ms = utterance_embeddings(
+                ref, encoder, batch_size=run.encode_batch, cache=run.cache
+            )
             data = PreparedSet.read(ref, ["kspace", "arms", "traj", "dcf", "smaps", "eba"])
             if data["traj"].shape[0] != cfg.n_arms:
                 raise InputError(
                     f"{checkpoint}: trained on {cfg.n_arms} interleaves, {ref.path}: "
                     f"{ref.prefix} has {data['traj'].shape[0]}"
                 )
-            check_finite(ref.path, ref.prefix, "kspace", data["kspace"])
+            check_finite_arrays(ref.path, ref.prefix, {**data, "embeddings": emb}, RECON_INPUTS)
             if cfg.eba_mode == "frame" and "eba" not in data:
                 raise InputError(
                     f"{ref.path}: {ref.prefix} has no eba maps, needed by a --eba frame model"

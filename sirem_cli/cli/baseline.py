@@ -55,9 +55,7 @@ def baseline(
     overlap: int = typer.Option(
         32, "--overlap", help="Frames shared by consecutive windows (ttv)."
     ),
-    overwrite: bool = typer.Option(
-        True, "--overwrite/--no-overwrite", help="Replace an existing OUT.h5."
-    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT.h5."),
 ) -> None:
     """Reconstruct prepared utterances with a non-learned baseline and record ms/frame."""
     if len(prepared) < 2:

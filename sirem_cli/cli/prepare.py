@@ -44,7 +44,12 @@ def prepare(
         help=f"Corpus layout: auto, {', '.join(LAYOUTS)} (see docs/hdf5-format.md, 'Corpus layouts').",
     ),
     audio_context: float = typer.Option(
-        0.25, "--audio-context", help="Half-width of each frame's audio window (s)."
+        0.25, "--audio-context", help="Half-width of each frame's audio window (s, at most 5)."
+    ),
+    audio_tolerance: float = typer.Option(
+        1.0,
+        "--audio-tolerance",
+        help="Largest accepted difference between the audio's and the scan's duration (s).",
     ),
     kspace_norm: str = typer.Option(
         "utterance", "--kspace-norm", help="Normalize k-space per utterance or per frame."
@@ -80,6 +85,7 @@ def prepare(
             arms_per_frame=arms_per_frame,
             layout=layout,
             audio_context_s=audio_context,
+            audio_tolerance_s=audio_tolerance,
             kspace_norm=kspace_norm,
             coil_window=coil_window,
             eba_articulators=tuple(a.strip() for a in eba_articulators.split(",") if a.strip()),

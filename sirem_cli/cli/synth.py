@@ -32,7 +32,9 @@ def synth(
         "--anatomy-spread",
         help="Speaker anatomy variation: 1 = each speaker's own, 0 = one shared vocal tract.",
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing OUT that sirem synth wrote (nothing else)."
+    ),
 ) -> None:
     """Write a synthetic speech-rtMRI corpus with ground truth (the demo and test data).
 

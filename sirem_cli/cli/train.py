@@ -49,6 +49,12 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>.resume.pt."),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Neither read nor write the embedding cache (see README)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing checkpoint, its resume file and logs."
+    ),
 ) -> None:
     """Train SIREM: frozen-encoder embeddings are cached once; only the decoder and arm logits learn."""
     with cli_errors():
@@ -75,7 +81,12 @@ def train(
         except ValueError as exc:
             raise InputError(str(exc)) from None
         run = ModelRunConfig(
-            encoder=encoder.value, hubert=hubert, bf16=bf16, target=target, device=device
+            encoder=encoder.value,
+            hubert=hubert,
+            bf16=bf16,
+            target=target,
+            device=device,
+            cache=not no_cache,
         )
         with progress() as bar:
             stage = bar.add_task("prepare frames", total=None, info="")
@@ -96,7 +107,14 @@ def train(
                 bar.update(epoch_task, completed=(epoch - 1) * n_steps + step_i, info=info)
 
             result = run_train(
-                prepared, out_file, config, run, resume=resume, progress=report, step_progress=step
+                prepared,
+                out_file,
+                config,
+                run,
+                resume=resume,
+                overwrite=overwrite,
+                progress=report,
+                step_progress=step,
             )
     for note in result.notes:
         err.print(f"note: {note}")
@@ -118,9 +136,12 @@ def train(
             rows,
         )
     )
+    if result.best_val_psnr is None:
+        kept = f"kept the last epoch {result.best_epoch} (no validation split)"
+    else:
+        kept = f"best epoch {result.best_epoch}: validation PSNR {result.best_val_psnr:.2f} dB"
     out.print(
-        f"best epoch {result.best_epoch}: validation PSNR {result.best_val_psnr:.2f} dB; "
-        f"arm weights p = [{', '.join(f'{v:.2f}' for v in result.arm_weights)}] "
+        f"{kept}; arm weights p = [{', '.join(f'{v:.2f}' for v in result.arm_weights)}] "
         f"(sum {sum(result.arm_weights):.2f})"
     )
     out.print(f"logs: {result.log_json}, {result.log_csv}")

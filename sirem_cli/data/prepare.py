@@ -22,13 +22,21 @@ from sirem_cli.data.eba import DEFAULT_EBA_ARTICULATORS, LABEL_IDS, contour_maps
 from sirem_cli.data.orientation import find_transform, fold_trajectory
 from sirem_cli.data.sources import RawUtterance
 from sirem_cli.data.splits import assign_splits, parse_splits
-from sirem_cli.errors import FormatError, InputError
+from sirem_cli.errors import FormatError, InputError, ShapeError
 from sirem_cli.imaging import normalize_magnitude
-from sirem_cli.io.atomic import check_output_path
+from sirem_cli.io.estimates import prepared_bytes
+from sirem_cli.io.output import check_output, claim_outputs
 from sirem_cli.io.prepared import PreparedWriter
+from sirem_cli.io.schema import PREPARED_FORMAT
 from sirem_cli.mri.spiral import to_radians
 
 TARGET_RATE_HZ = 16000
+#: Largest --audio-context (s): a frame's audio window is 2x this long.
+MAX_AUDIO_CONTEXT_S = 5.0
+#: Default --audio-tolerance (s). Real USC copies match the scan within ~0.05 s and a few differ
+#: by up to ~0.5 s (data-formats.md 1.6); a wrong sample rate in the wav header is off by a
+#: factor (16 vs 20 kHz: 1.25; 8 kHz: 2.5), seconds on any real scan.
+AUDIO_TOLERANCE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class PrepareConfig:
     image_size: int = 84
     min_orientation_corr: float = 0.5
     strict: bool = False
+    audio_tolerance_s: float = AUDIO_TOLERANCE_S
 
     def validate(self) -> None:
         """Raise InputError naming the first bad option."""
@@ -61,8 +70,17 @@ class PrepareConfig:
             from sirem_cli.data.sources import source_class
 
             source_class(self.layout)
-        if not np.isfinite(self.audio_context_s) or self.audio_context_s <= 0:
-            raise InputError(f"--audio-context must be > 0 s, got {self.audio_context_s:g}")
+        if not (
+            np.isfinite(self.audio_context_s) and 0 < self.audio_context_s <= MAX_AUDIO_CONTEXT_S
+        ):
+            raise InputError(
+                f"--audio-context must be between 0 and {MAX_AUDIO_CONTEXT_S:g} s, "
+                f"got {self.audio_context_s:g}"
+            )
+        if not (np.isfinite(self.audio_tolerance_s) and self.audio_tolerance_s >= 0):
+            raise InputError(f"--audio-tolerance must be >= 0 s, got {self.audio_tolerance_s:g}")
+        if self.split_seed < 0:
+            raise InputError(f"--split-seed must be >= 0, got {self.split_seed}")
         if self.kspace_norm not in ("utterance", "frame"):
             raise InputError(f"--kspace-norm must be utterance or frame, got {self.kspace_norm!r}")
         unknown = [a for a in self.eba_articulators if a not in LABEL_IDS]
@@ -71,8 +89,11 @@ class PrepareConfig:
                 f"--eba-articulators: unknown articulator {unknown[0]!r} "
                 f"(choose from {', '.join(LABEL_IDS)})"
             )
-        if self.coil_window < 1:
-            raise InputError(f"--coil-window must be >= 1 pixel, got {self.coil_window}")
+        if not 1 <= self.coil_window <= self.image_size:
+            raise InputError(
+                f"--coil-window must be between 1 and {self.image_size} pixels, "
+                f"got {self.coil_window}"
+            )
         if self.image_size < 8:
             raise InputError(f"image size must be >= 8, got {self.image_size}")
         parse_splits(self.splits)
@@ -136,7 +157,7 @@ def prepare(
     t0 = time.perf_counter()
     config.validate()
     root = Path(root)
-    check_output_path(Path(out), overwrite=overwrite)
+    check_output(Path(out), inputs=[root, annot], overwrite=overwrite, kind=PREPARED_FORMAT)
     source = open_source(root, layout=config.layout, annot=annot)
     found = source.discover()
     if not any("raw" in e.files for e in found):
@@ -168,12 +189,27 @@ def prepare(
 
     reports: list[UtteranceReport] = []
     cfg_json = {**asdict(config), **source.describe()}
-    with PreparedWriter(Path(out), config=cfg_json, overwrite=overwrite) as writer:
+    inputs = [root, annot, *(path for e in usable for path in e.files.values())]
+    with (
+        claim_outputs(
+            [out],
+            inputs=inputs,
+            overwrite=overwrite,
+            expected_bytes=prepared_bytes(usable, config.arms_per_frame),
+            kind=PREPARED_FORMAT,
+        ),
+        PreparedWriter(Path(out), config=cfg_json, overwrite=overwrite) as writer,
+    ):
         for i, entry in enumerate(usable):
             if progress is not None:
                 progress(entry.prefix, i, len(usable))
-            with source.read(entry) as utt:
-                report = prepare_utterance(utt, config, writer, split=split_of[entry.subject])
+            try:
+                with source.read(entry) as utt:
+                    report = prepare_utterance(utt, config, writer, split=split_of[entry.subject])
+            except ShapeError as exc:  # a library check (NaN coil images, ...): name the files
+                raise FormatError(
+                    f"{entry.files.get('raw', root)}: utterance {entry.prefix}: {exc}"
+                ) from None
             writer.flush()
             reports.append(report)
         if progress is not None:
@@ -574,6 +610,7 @@ def audio_windows(
     frame_time: np.ndarray,
     context_s: float,
     scan_s: float,
+    tolerance_s: float = AUDIO_TOLERANCE_S,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Step 8: the waveform at 16 kHz and each frame's [start, stop) window in samples.
 
@@ -584,15 +621,19 @@ def audio_windows(
         frame_time: (F,) frame centres in seconds.
         context_s: half-width of each window.
         scan_s: duration of the scan.
+        tolerance_s: the largest accepted difference of the audio's and the scan's durations.
+
+    Raises:
+        FormatError: the audio lasts more than ``tolerance_s`` longer or shorter than the scan
+            (the message names both durations and the likely cause), or holds NaN/Inf.
     """
     import soxr
 
+    from sirem_cli.io.checks import check_audio_duration
+
     warnings: list[str] = []
     duration = audio.shape[0] / rate
-    if duration < scan_s - 1.0:
-        raise FormatError(
-            f"{path}: audio lasts {duration:.2f} s, much shorter than the scan ({scan_s:.2f} s)"
-        )
+    check_audio_duration(path, audio, rate, scan_s, tolerance_s)
     if abs(duration - scan_s) > 0.2:
         warnings.append(f"audio lasts {duration:.2f} s, scan {scan_s:.2f} s")
     if rate != TARGET_RATE_HZ:

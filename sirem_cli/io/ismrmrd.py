@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from sirem_cli.errors import FormatError, OutputError, ShapeError
+from sirem_cli.io.output import h5_check, h5_create
 from sirem_cli.io.usc import one_line, require_file
 
 ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
@@ -375,7 +376,7 @@ class RawWriter:
         self._count = 0
         self._ts_step_ms = header.repetition_time_us / 1000.0
         try:
-            self._file: h5py.File | None = h5py.File(self.path, "w")
+            self._file: h5py.File | None = h5_create(self.path)
             grp = self._file.create_group("dataset")
             xml = grp.create_dataset("xml", shape=(1,), dtype=h5py.string_dtype("utf-8"))
             xml[0] = header_xml(header)
@@ -456,6 +457,7 @@ class RawWriter:
         try:
             self._dset.resize((self._count + n,))
             self._dset[self._count : self._count + n] = block
+            h5_check(self._file)
         except (OSError, RuntimeError, ValueError) as exc:
             raise OutputError(f"{self.path}: cannot write acquisitions ({one_line(exc)})") from exc
         self._count += n

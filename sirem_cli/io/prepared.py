@@ -21,6 +21,7 @@ import numpy as np
 from sirem_cli import __version__
 from sirem_cli.errors import FormatError, InputError
 from sirem_cli.io.atomic import atomic_path
+from sirem_cli.io.output import h5_create
 from sirem_cli.io.schema import (
     PREPARED_FORMAT,
     PREPARED_READABLE,
@@ -99,10 +100,16 @@ def open_h5(path: Path, *, expect: str) -> h5py.File:
     fmt = f.attrs.get("format")
     if isinstance(fmt, bytes):
         fmt = fmt.decode()
-    if fmt != expect:
+    if not isinstance(fmt, str) or fmt != expect:
         f.close()
-        raise FormatError(f"{path}: not a {expect} file (format attribute is {fmt!r})")
-    version = int(f.attrs.get("format_version", -1))
+        raise FormatError(f"{path}: not a {expect} file (format attribute is {_short_repr(fmt)})")
+    raw_version = f.attrs.get("format_version", -1)
+    version = _as_int(raw_version)
+    if version is None:
+        f.close()
+        raise FormatError(
+            f"{path}: the format_version attribute is {_short_repr(raw_version)}, not an integer"
+        )
     readable = _READABLE.get(expect, ())
     if version not in readable:
         f.close()
@@ -114,6 +121,22 @@ def open_h5(path: Path, *, expect: str) -> h5py.File:
         f.close()
         raise FormatError(f"{path}: missing group /utterances")
     return f
+
+
+def _as_int(value: Any) -> int | None:
+    """An integer attribute (Python, numpy scalar or 1-element array), else None."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    return None
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value.decode() if isinstance(value, bytes) else value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _short(exc: BaseException) -> str:
@@ -198,8 +221,10 @@ class _Writer:
         self.file: h5py.File | None = None
 
     def __enter__(self) -> _Writer:
-        tmp = self._stack.enter_context(atomic_path(self.path, overwrite=self._overwrite))
-        self.file = self._stack.enter_context(h5py.File(tmp, "w"))
+        tmp = self._stack.enter_context(
+            atomic_path(self.path, overwrite=self._overwrite, kind=self.format)
+        )
+        self.file = self._stack.enter_context(h5_create(tmp))
         self.file.attrs.update(
             {
                 "format": self.format,
@@ -282,8 +307,16 @@ class ReconWriter(_Writer):
     def write_recon(
         self, prefix: str, recon: np.ndarray, *, wall_s: float, extra: dict[str, Any] | None = None
     ) -> None:
-        """Write one utterance's (F, H, W) magnitude frames in [0, 1] and its timing."""
+        """Write one utterance's (F, H, W) magnitude frames in [0, 1] and its timing.
+
+        Raises:
+            FormatError: the frames hold NaN or Inf (the output is then not written at all).
+        """
         recon = np.asarray(recon, dtype=np.float32)
+        if not np.all(np.isfinite(recon)):
+            raise FormatError(
+                f"{self.path}: the reconstruction of {prefix} holds NaN or Inf; nothing written"
+            )
         n_frames = max(1, recon.shape[0])
         attrs = {"ms_per_frame": 1000.0 * wall_s / n_frames, "wall_s": float(wall_s)}
         self.write_utterance(prefix, {**attrs, **(extra or {})}, {"recon": recon})
@@ -478,24 +511,6 @@ class PreparedSet:
 
 def _decode(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def store_embeddings(
-    path: Path, prefix: str, encoder: str, values: np.ndarray, info: dict[str, Any]
-) -> None:
-    """Cache frozen-encoder embeddings in a prepared file (the one in-place update sirem makes).
-
-    The write is a single new dataset; an interrupted write leaves the rest of the file intact
-    and the dataset is replaced on the next run.
-    """
-    with h5_open_waiting(path, "r+") as f:
-        group = f["utterances"][prefix]
-        key = f"embeddings/{encoder}"
-        if key in group:
-            del group[key]
-        ds = group.create_dataset(key, data=np.asarray(values, dtype=np.float32))
-        ds.attrs["dims"] = "F,E"
-        ds.attrs["info"] = json.dumps(info)
 
 
 class ReconSet:

@@ -165,7 +165,7 @@ UTTERANCE_DATASETS = (
         ("F", "E"),
         "a.u.",
         False,
-        "cached frozen-encoder embeddings, one dataset per encoder",
+        "frozen-encoder embeddings that earlier sirem versions cached here (read only)",
     ),
 )
 

@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 
 from sirem_cli.errors import FormatError, InputError, OutputError, ShapeError
+from sirem_cli.io.output import h5_create
 
 PREFIX_RE = re.compile(r"^(sub\d{3})_2drt_(\d{2})_([a-z]+\d?)(?:_r(\d))?$")
 """Grammar of an utterance prefix; groups: subject, scan number, task, repetition."""
@@ -376,7 +377,7 @@ def write_recon(path: str | os.PathLike[str], frames: np.ndarray, *, extras: boo
     if not np.isfinite(arr).all():
         raise ShapeError("recon frames contain NaN/Inf")
     try:
-        with h5py.File(Path(path), "w") as f:
+        with h5_create(Path(path)) as f:
             f.create_dataset("recon", data=arr)
             if extras:
                 for name, value in RECON_EXTRAS.items():

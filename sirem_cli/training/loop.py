@@ -32,9 +32,16 @@ from torch import Tensor
 from sirem_cli.config import JsonConfig
 from sirem_cli.errors import FormatError, InputError, ShapeError, SiremError
 from sirem_cli.io.atomic import atomic_path
+from sirem_cli.io.output import check_free_space, open_binary
 from sirem_cli.models.decoder import DEFAULT_DROPOUT, DEFAULT_HIDDEN
 from sirem_cli.models.sirem_net import ModelConfig, SiremNet
-from sirem_cli.training.checkpoint import checkpoint_payload, read_checkpoint, safe_torch_load
+from sirem_cli.training.checkpoint import (
+    checkpoint_payload,
+    first_nonfinite,
+    read_checkpoint,
+    safe_torch_load,
+    write_payload,
+)
 from sirem_cli.training.distributed import Runtime, resolve_device
 from sirem_cli.training.losses import FFT_NORMS, LossWeights, psnr, sirem_loss
 
@@ -132,12 +139,27 @@ class TrainConfig(JsonConfig):
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
         object.__setattr__(self, "decoder_hidden", tuple(int(v) for v in self.decoder_hidden))
-        if self.epochs < 1 or self.batch_size < 1 or self.val_every < 1 or self.val_batch_size < 1:
-            raise InputError("epochs, batch_size, val_every and val_batch_size must be >= 1")
-        if self.arm_lr is not None and self.arm_lr <= 0:
-            raise InputError("arm_lr must be > 0")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise InputError("lr must be > 0 and weight_decay >= 0")
+        for flag, value in (
+            ("--epochs", self.epochs),
+            ("--batch-size", self.batch_size),
+            ("--val-every", self.val_every),
+            ("val_batch_size", self.val_batch_size),
+        ):
+            if value < 1:
+                raise InputError(f"{flag} must be >= 1, got {value}")
+        for flag, value, low in (
+            ("--lr", self.lr, 0.0),
+            ("--arm-lr", self.arm_lr, 0.0),
+            ("--budget", self.budget_k, 0.0),
+        ):
+            if value is not None and not (math.isfinite(value) and value > low):
+                raise InputError(f"{flag} must be a number > {low:g}, got {value:g}")
+        if self.budget_k > self.n_arms:
+            raise InputError(f"--budget must be at most {self.n_arms} arms, got {self.budget_k:g}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise InputError(f"--weight-decay must be >= 0, got {self.weight_decay:g}")
+        if self.seed < 0:
+            raise InputError(f"--seed must be >= 0, got {self.seed}")
         if self.fft_norm not in FFT_NORMS:
             raise InputError(f"fft_norm must be one of {', '.join(FFT_NORMS)}")
 
@@ -339,8 +361,8 @@ def save_frame_data(data: FrameData, path: Path) -> Path:
         payload["eba"] = _take(data.eba, index).to(torch.float32)
     if data.arms is not None:
         payload["arms"] = _take(data.arms, index).to(torch.long)
-    with atomic_path(Path(path)) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(Path(path)) as tmp, open_binary(tmp) as handle:
+        torch.save(payload, handle)
     return Path(path)
 
 
@@ -624,6 +646,9 @@ def _train(
     model.set_embedding_norm(*train_data.embedding_stats())
     if config.decoder_prior:
         model.decoder.set_output_prior(train_data.mean_target())
+    if runtime.is_main:  # the checkpoint and the resume file (weights + 2 Adam moments), at once
+        n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        check_free_space(out_path, 4 * n_bytes)
     model.to(device)
     arm_params = [
         p for name, p in model.named_parameters() if name == ARM_PARAM and p.requires_grad
@@ -694,6 +719,8 @@ def _train(
         scheduler.step()
         runtime.all_reduce_sum(sums)
         means = (sums[:5] / sums[5]).tolist()
+        if not all(math.isfinite(v) for v in means) or first_nonfinite(model.state_dict()):
+            raise TrainingDiverged(_diverged(epoch + 1, out_path, best_epoch, start_epoch))
         val_loss = val_psnr = None
         is_last = epoch + 1 == config.epochs
         if val_data is not None and ((epoch + 1) % config.val_every == 0 or is_last):
@@ -762,6 +789,23 @@ def _train(
     )
 
 
+class TrainingDiverged(SiremError):
+    """The loss or the weights became NaN/Inf; the last good checkpoint was kept."""
+
+
+def _diverged(epoch: int, out_path: Path, best_epoch: int, start_epoch: int) -> str:
+    if best_epoch > start_epoch:
+        kept = f"{out_path} keeps the weights of epoch {best_epoch}, the last good checkpoint"
+    elif out_path.exists():
+        kept = f"{out_path} is unchanged"
+    else:
+        kept = "no checkpoint was written"
+    return (
+        f"training diverged in epoch {epoch} (the loss or the weights became NaN or Inf): "
+        f"{kept}; lower --lr / --arm-lr, or check the data"
+    )
+
+
 def _save(
     path: Path,
     model: SiremNet,
@@ -772,5 +816,4 @@ def _save(
     payload = checkpoint_payload(
         model, train_config_json=config_json, info=info, training_state=training_state
     )
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_payload(path, payload)
