@@ -39,7 +39,8 @@ from pathlib import Path
 import h5py
 from sirem_cli.models.sirem_net import ModelConfig, SiremNet
 from sirem_cli.training.checkpoint import save_checkpoint
-from sirem_cli.api.model import ModelRunConfig, run_reconstruct
+from sirem_cli.api.audio import ModelRunConfig
+from sirem_cli.api.reconstruct import run_reconstruct
 tmp = Path({tmp!r})
 prepared = tmp / "prepared_{encoder}.h5"
 shutil.copy(tmp / "prepared.h5", prepared)
@@ -73,7 +74,9 @@ TRAIN = """
 import time
 import numpy as np
 import torch
-from sirem_cli.training.loop import FrameData, TrainConfig, train
+from sirem_cli.training.config import TrainConfig
+from sirem_cli.training.data import FrameData
+from sirem_cli.training.loop import train
 n = {frames}
 rng = np.random.default_rng(0)
 data = FrameData(
@@ -82,7 +85,7 @@ data = FrameData(
     target=torch.from_numpy(rng.random((n, 84, 84)).astype(np.float32)),
     eba=torch.from_numpy(rng.random((n, 84, 84)).astype(np.float32)),
 )
-cfg = TrainConfig(epochs=2, encoder="hubert", device={device!r}, val_every=10)
+cfg = TrainConfig.build(epochs=2, encoder="hubert", device={device!r}, val_every=10)
 t0 = time.perf_counter()
 res = train(cfg, data, None, out_path=__import__("pathlib").Path({tmp!r}) / "train_bench.pt")
 wall = time.perf_counter() - t0

@@ -327,7 +327,7 @@ def test_embedding_cache_is_keyed_by_content_and_survives_damage(work, monkeypat
     from sirem_cli.models.encoders import MelEncoder
 
     monkeypatch.setenv("SIREM_CACHE", str(work["tmp"] / "cache"))
-    from sirem_cli.api.model import utterance_embeddings
+    from sirem_cli.api.audio import utterance_embeddings
 
     ref = PreparedSet([work["prepared"]]).utterances[0]
     encoder = MelEncoder()
@@ -544,7 +544,9 @@ def test_train_without_validation_keeps_the_last_epoch_and_nan_never_replaces_it
 
 
 def test_training_that_diverges_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from sirem_cli.training.loop import FrameData, TrainConfig, TrainingDiverged, train
+    from sirem_cli.training.config import TrainConfig
+    from sirem_cli.training.data import FrameData
+    from sirem_cli.training.loop import TrainingDiverged, train
 
     gen = torch.Generator().manual_seed(0)
 
@@ -556,7 +558,7 @@ def test_training_that_diverges_keeps_the_last_good_checkpoint(tmp_path, monkeyp
             torch.rand(n, 8, 8, generator=gen),
         )
 
-    config = TrainConfig(
+    config = TrainConfig.build(
         image_size=(8, 8), decoder_hidden=(8,), epochs=3, batch_size=4, val_every=1,
         device="cpu", encoder="mel",
     )  # fmt: skip

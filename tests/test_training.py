@@ -12,14 +12,9 @@ import torch
 
 from sirem_cli.errors import InputError, ShapeError
 from sirem_cli.training.checkpoint import load_model, read_checkpoint
-from sirem_cli.training.loop import (
-    FrameData,
-    TrainConfig,
-    load_frame_data,
-    resume_path_for,
-    save_frame_data,
-    train,
-)
+from sirem_cli.training.config import TrainConfig
+from sirem_cli.training.data import FrameData
+from sirem_cli.training.loop import resume_path_for, train
 
 A = 13
 SIZE = 10
@@ -36,7 +31,7 @@ def random_frames(n: int, seed: int, emb_dim: int = 6) -> FrameData:
 
 
 def small_config(**changes) -> TrainConfig:
-    base = TrainConfig(
+    base = TrainConfig.build(
         image_size=(SIZE, SIZE),
         decoder_hidden=(16, 32),
         epochs=4,
@@ -46,7 +41,7 @@ def small_config(**changes) -> TrainConfig:
         device="cpu",
         encoder="mel",
     )
-    return dataclasses.replace(base, **changes)
+    return base.replace(**changes)
 
 
 def final_state(path):
@@ -64,8 +59,9 @@ def test_defaults_follow_the_paper():
     assert (config.lr, config.weight_decay, config.batch_size, config.epochs) == (1e-4, 1e-5, 8, 20)
     assert (config.grad_clip, config.val_every, config.budget_k) == (1.0, 5, 2.0)
     assert (config.psf_weight, config.budget_weight, config.mask_weight) == (0.1, 0.01, 0.01)
-    assert config.decoder_hidden == (1024, 2048) and config.image_size == (84, 84)
-    assert (config.eba_mode, config.arm_select, config.no_audio) == ("static", "soft", False)
+    model = config.model
+    assert model.decoder_hidden == (1024, 2048) and model.image_size == (84, 84)
+    assert (model.eba_mode, model.arm_select, model.no_audio) == ("static", "soft", False)
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config
     with pytest.raises(InputError, match="unknown training option"):
         TrainConfig.from_dict({"learning_rate": 1})
@@ -77,7 +73,7 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path):
     runs = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         train(
-            dataclasses.replace(config, seed=seed),
+            config.replace(seed=seed),
             train_data,
             val_data,
             out_path=tmp_path / f"{name}.pt",
@@ -112,7 +108,7 @@ def test_resume_gives_the_uninterrupted_result(tmp_path):
     assert strip(full.records) == strip(resumed.records)
     with pytest.raises(InputError, match="lr"):
         train(
-            dataclasses.replace(config, lr=0.5),
+            config.replace(lr=0.5),
             train_data,
             val_data,
             out_path=tmp_path / "cut.pt",
@@ -170,9 +166,6 @@ def test_numpy_backed_and_concatenated_data_train_the_same(tmp_path):
     train(config, joined, val, out_path=tmp_path / "t.pt")
     train(config, as_numpy, val, out_path=tmp_path / "n.pt")
     assert_same_state(final_state(tmp_path / "t.resume.pt"), final_state(tmp_path / "n.resume.pt"))
-    save_frame_data(joined, tmp_path / "frames.pt")
-    again = load_frame_data(tmp_path / "frames.pt")
-    assert torch.equal(again.arm_images, joined.arm_images) and torch.equal(again.eba, joined.eba)
 
 
 @pytest.mark.parametrize(
@@ -226,7 +219,7 @@ def informative_problem(n: int, seed: int, emb_dim: int = 4) -> FrameData:
 
 def test_audio_beats_the_no_audio_ablation_when_audio_is_informative(tmp_path):
     train_data, val_data = informative_problem(128, 0), informative_problem(48, 1)
-    config = TrainConfig(
+    config = TrainConfig.build(
         image_size=(12, 12),
         decoder_hidden=(64, 128),
         dropout=0.0,
@@ -239,7 +232,7 @@ def test_audio_beats_the_no_audio_ablation_when_audio_is_informative(tmp_path):
     )
     audio = train(config, train_data, val_data, out_path=tmp_path / "audio.pt")
     ablation = train(
-        dataclasses.replace(config, no_audio=True),
+        config.replace(no_audio=True),
         train_data,
         val_data,
         out_path=tmp_path / "no.pt",

@@ -34,7 +34,8 @@ def reconstruct(
         raise fail("give at least one PREPARED file and the OUT.h5 to write")
     *inputs, out_file = paths
     with cli_errors():
-        from sirem_cli.api.model import ModelRunConfig, run_reconstruct
+        from sirem_cli.api.audio import ModelRunConfig
+        from sirem_cli.api.reconstruct import run_reconstruct
 
         run = ModelRunConfig(hubert=hubert, bf16=bf16, device=device, cache=not no_cache)
         with stage_progress("reconstruct") as report:

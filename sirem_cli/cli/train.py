@@ -58,12 +58,13 @@ def train(
 ) -> None:
     """Train SIREM: frozen-encoder embeddings are cached once; only the decoder and arm logits learn."""
     with cli_errors():
-        from sirem_cli.api.model import ModelRunConfig, run_train
+        from sirem_cli.api.audio import ModelRunConfig
+        from sirem_cli.api.train import run_train
         from sirem_cli.errors import InputError
-        from sirem_cli.training.loop import TrainConfig
+        from sirem_cli.training.config import TrainConfig
 
         try:
-            config = TrainConfig(
+            config = TrainConfig.build(
                 epochs=epochs,
                 batch_size=batch_size,
                 lr=lr,

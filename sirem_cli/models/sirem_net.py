@@ -58,7 +58,7 @@ class ModelConfig(JsonConfig):
     """Everything needed to rebuild a :class:`SiremNet`; stored as JSON in checkpoints.
 
     Attributes:
-        embedding_dim: E, size of the cached audio embedding.
+        embedding_dim: E, size of the cached audio embedding (0 until the data sets it).
         image_size: (H, W) in pixels.
         n_arms: A, interleaves of the trajectory table (13 in USC): one learned weight each.
         arms_per_frame: N, arms per frame of the data the model was trained on (None: A, the
@@ -77,7 +77,7 @@ class ModelConfig(JsonConfig):
 
     _unknown_what = "model config keys"
 
-    embedding_dim: int
+    embedding_dim: int = 0
     image_size: tuple[int, int] = (84, 84)
     n_arms: int = 13
     arms_per_frame: int | None = None
@@ -102,8 +102,8 @@ class ModelConfig(JsonConfig):
             raise InputError(f"arm_topk must be in 1..{self.n_arms}, got {self.arm_topk}")
         if len(self.image_size) != 2 or min(self.image_size) < 1:
             raise InputError(f"image_size must be (H, W) with H, W >= 1, got {self.image_size}")
-        if self.embedding_dim < 1 or self.n_arms < 1:
-            raise InputError("embedding_dim and n_arms must be >= 1")
+        if self.embedding_dim < 0 or self.n_arms < 1:
+            raise InputError("embedding_dim must be >= 0 (0: set from the data), n_arms >= 1")
         if self.arms_per_frame is not None and not 1 <= self.arms_per_frame <= self.n_arms:
             raise InputError(
                 f"arms_per_frame must be in 1..{self.n_arms} (the interleaves), got "
@@ -315,6 +315,8 @@ class SiremNet(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        if config.embedding_dim < 1:
+            raise InputError("the model's embedding_dim must be set (>= 1) before it is built")
         self.config = config
         height, width = config.image_size
         self.decoder = AudioDecoder(
