@@ -26,10 +26,12 @@ ACQ_MS = 13 * 6.004  # one 13-arm frame
 
 SETUP = """
 from pathlib import Path
-from sirem_cli.synth.corpus import SynthConfig, synthesize_corpus
-from sirem_cli.data.prepare import PrepareConfig, prepare
-synthesize_corpus(Path({tmp!r}) / "corpus", SynthConfig(subjects=1, utterances=1, seconds={seconds}), overwrite=True)
-prepare(Path({tmp!r}) / "corpus", Path({tmp!r}) / "prepared.h5", PrepareConfig(), overwrite=True)
+from sirem_cli.api.synth import run_synth
+from sirem_cli.synth.corpus import SynthConfig
+from sirem_cli.api.prepare import run_prepare
+from sirem_cli.data.prepare import PrepareConfig
+run_synth(Path({tmp!r}) / "corpus", SynthConfig(subjects=1, utterances=1, seconds={seconds}), overwrite=True)
+run_prepare(Path({tmp!r}) / "corpus", Path({tmp!r}) / "prepared.h5", PrepareConfig(), overwrite=True)
 result = {{}}
 """
 

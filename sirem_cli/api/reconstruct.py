@@ -15,7 +15,7 @@ from sirem_cli.errors import InputError
 from sirem_cli.io.checks import check_device_option, check_finite_arrays
 from sirem_cli.io.estimates import recon_bytes
 from sirem_cli.io.output import check_output, claim_outputs
-from sirem_cli.io.prepared import PreparedSet, ReconWriter, UtteranceRef, h5_open_waiting
+from sirem_cli.io.prepared import PreparedSet, ReconWriter
 from sirem_cli.io.schema import RECON_FORMAT
 
 #: reconstruct --branch -> the field of SiremOutput written.
@@ -112,10 +112,10 @@ def _run_reconstruct(
     cfg = ckpt.model_config
     trained_n = cfg.arms_per_frame or cfg.n_arms
     for ref in refs:
-        if ref.n_frames and tuple(cfg.image_size) != _image_size(ref):
+        if ref.n_frames and tuple(cfg.image_size) != ref.image_size:
             raise InputError(
                 f"{checkpoint}: model image size {tuple(cfg.image_size)} does not match "
-                f"{ref.path} ({_image_size(ref)})"
+                f"{ref.path} ({ref.image_size})"
             )
         if ref.arms_per_frame != trained_n:
             raise InputError(
@@ -211,8 +211,3 @@ def _run_reconstruct(
         if progress is not None:
             progress("", len(refs), len(refs))
     return ReconstructResult(Path(out), method, rows, info["notice"], info["nufft_backend"])
-
-
-def _image_size(ref: UtteranceRef) -> tuple[int, int]:
-    with h5_open_waiting(ref.path, "r") as f:
-        return tuple(int(v) for v in f["utterances"][ref.prefix]["smaps"].shape[-2:])

@@ -77,8 +77,8 @@ def prepare(
     subject-independent splits; see docs/hdf5-format.md.
     """
     with cli_errors():
-        from sirem_cli.data.prepare import PrepareConfig, summarize
-        from sirem_cli.data.prepare import prepare as run_prepare
+        from sirem_cli.api.prepare import run_prepare, summarize
+        from sirem_cli.data.prepare import PrepareConfig
 
         config = PrepareConfig(
             skip_frames=skip_frames,

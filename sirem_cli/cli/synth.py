@@ -43,7 +43,8 @@ def synth(
     articulatory parameters and label masks.
     """
     with cli_errors():
-        from sirem_cli.synth.corpus import SynthConfig, synthesize_corpus
+        from sirem_cli.api.synth import run_synth
+        from sirem_cli.synth.corpus import SynthConfig
 
         config = SynthConfig(
             subjects=subjects,
@@ -65,7 +66,7 @@ def synth(
                     tasks[prefix] = bar.add_task(prefix, total=total, info="")
                 bar.update(tasks[prefix], completed=done)
 
-            result = synthesize_corpus(out_dir, config, overwrite=overwrite, progress=report)
+            result = run_synth(out_dir, config, overwrite=overwrite, progress=report)
     rows = [
         [
             u.prefix,

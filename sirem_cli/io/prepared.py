@@ -332,6 +332,7 @@ class UtteranceRef:
         arms_per_frame: N (13 in version-1 files).
         version: the file's prepared format version.
         frame_rate_hz: frames per second.
+        image_size: (H, W) of its images.
     """
 
     path: Path
@@ -342,6 +343,7 @@ class UtteranceRef:
     arms_per_frame: int = 13
     version: int = PREPARED_VERSION
     frame_rate_hz: float = float("nan")
+    image_size: tuple[int, int] = (84, 84)
 
 
 @dataclass(frozen=True)
@@ -447,6 +449,7 @@ class PreparedSet:
                             arms_per_frame=int(group["kspace"].shape[2]),
                             version=version,
                             frame_rate_hz=float(group.attrs.get("frame_rate_hz", float("nan"))),
+                            image_size=tuple(int(v) for v in group["smaps"].shape[-2:]),
                         )
                     )
         if not self.utterances:

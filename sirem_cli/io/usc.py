@@ -311,6 +311,27 @@ def frame_count(path: str | os.PathLike[str], name: str) -> int:
         raise FormatError(f"{p}: not a readable HDF5 file ({one_line(exc)})") from exc
 
 
+def recon_arms_per_frame(path: str | os.PathLike[str], default: int = 2) -> int:
+    """Acquisitions per ``/recon`` frame: its ``arms_per_frame`` attribute, else ``default``.
+
+    Raises:
+        FormatError: not HDF5, or an attribute that is not a positive integer.
+    """
+    p = require_file(path)
+    try:
+        with h5py.File(p, "r") as f:
+            value = f["recon"].attrs.get("arms_per_frame", default) if "recon" in f else default
+    except OSError as exc:
+        raise FormatError(f"{p}: not a readable HDF5 file ({one_line(exc)})") from exc
+    try:
+        arms = int(value)
+    except (TypeError, ValueError):
+        arms = 0
+    if arms < 1 or arms != value:
+        raise FormatError(f"{p}: /recon arms_per_frame must be a positive integer, got {value!r}")
+    return arms
+
+
 def read_frames_at(
     path: str | os.PathLike[str], name: str, indices: np.ndarray, *, transpose: bool
 ) -> np.ndarray:

@@ -33,12 +33,8 @@ import numpy as np
 
 from sirem_cli import __version__
 from sirem_cli.errors import InputError
-from sirem_cli.io.atomic import atomic_path
 from sirem_cli.io.output import (
-    check_folder_output,
-    claim_outputs,
     h5_create,
-    write_folder_marker,
 )
 from sirem_cli.mri.spiral import USC_INTERLEAVES, interleaf_order, to_radians, vd_spiral
 from sirem_cli.synth.coils import airway_coil_maps
@@ -206,53 +202,7 @@ def box_downsample(images: np.ndarray, factor: int) -> np.ndarray:
     return images.reshape(*lead, h // factor, factor, w // factor, factor).mean(axis=(-3, -1))
 
 
-def synthesize_corpus(
-    out: Path,
-    config: SynthConfig,
-    *,
-    overwrite: bool = False,
-    progress: ProgressFn | None = None,
-) -> SynthResult:
-    """Write a synthetic corpus to ``out`` (a new folder, created atomically).
-
-    Args:
-        out: output folder; must not exist (or be empty) unless ``overwrite``; never the
-            current folder, one of its parents or the home folder.
-        config: corpus options.
-        overwrite: replace an existing ``out`` that ``sirem synth`` wrote (it holds
-            :data:`SYNTH_MARKER` and no file besides the ones it lists).
-        progress: called as ``progress(prefix, done, total)`` with arm counts.
-
-    Returns:
-        A :class:`SynthResult` listing the utterances written.
-    """
-    config.validate()
-    out = Path(out)
-    replace = check_folder_output(
-        out, marker=SYNTH_MARKER, command="sirem synth", overwrite=overwrite, legacy=SYNTH_FILES
-    )
-    subjects = config.resolved_subjects()
-    result = SynthResult(out=out, config=config)
-    size = len(subjects) * config.utterances * (config.seconds + 0.1) * BYTES_PER_SCAN_SECOND
-    with (
-        claim_outputs([out], overwrite=replace, is_dir=True, expected_bytes=size),
-        atomic_path(out, is_dir=True) as tmp,
-    ):
-        ops = _SpiralSampler(config)
-        for _s_index, subject in enumerate(subjects):
-            for u in range(config.utterances):
-                prefix = f"{subject}_2drt_{TASKS[u]}"
-                seeds = np.random.SeedSequence([config.seed, int(subject[3:]), u]).spawn(4)
-                summary = _write_utterance(tmp, prefix, subject, seeds, config, ops, progress)
-                result.utterances.append(summary)
-        (tmp / "README.txt").write_text(_readme(config, subjects))
-        write_folder_marker(
-            tmp, SYNTH_MARKER, {"sirem_version": __version__, "config": asdict(config)}
-        )
-    return result
-
-
-class _SpiralSampler:
+class SpiralSampler:
     """Trajectory, DCF and one forward NUFFT per interleaf, shared by every utterance."""
 
     def __init__(self, config: SynthConfig) -> None:
@@ -275,13 +225,13 @@ class _SpiralSampler:
         return (np.asarray(y) * self.scale).astype(np.complex64)
 
 
-def _write_utterance(
+def write_utterance(
     root: Path,
     prefix: str,
     subject: str,
     seeds: Sequence[np.random.SeedSequence],
     config: SynthConfig,
-    sampler: _SpiralSampler,
+    sampler: SpiralSampler,
     progress: ProgressFn | None,
 ) -> UtteranceSummary:
     from sirem_cli.io.annot16 import write_track
@@ -459,7 +409,7 @@ def _soften(images: np.ndarray) -> np.ndarray:
     return gaussian_filter(images, sigma=(0, 0.5, 0.5), mode="nearest")
 
 
-def _readme(config: SynthConfig, subjects: Sequence[str]) -> str:
+def readme(config: SynthConfig, subjects: Sequence[str]) -> str:
     return (
         "Synthetic speech-rtMRI corpus written by `sirem synth` "
         f"(sirem {__version__}).\n"

@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from sirem_cli.data.sources import CorpusSource, RawUtterance, UtteranceEntry
-from sirem_cli.errors import FormatError
 
 SUFFIXES = {"raw": "_raw.h5", "recon": "_recon.h5", "audio": "_audio.wav", "truth": "_truth.h5"}
 
@@ -50,12 +49,7 @@ class FlatSource(CorpusSource):
         return [entries[k] for k in sorted(entries)]
 
     def read(self, entry: UtteranceEntry) -> RawUtterance:
-        import h5py
-
         from sirem_cli.data.sources.usc import read_usc_files
+        from sirem_cli.io.usc import recon_arms_per_frame
 
-        with h5py.File(entry.files["recon"], "r") as f:
-            arms = int(f["recon"].attrs.get("arms_per_frame", 2)) if "recon" in f else 2
-        if arms < 1:
-            raise FormatError(f"{entry.files['recon']}: /recon arms_per_frame must be >= 1")
-        return read_usc_files(entry, arms)
+        return read_usc_files(entry, recon_arms_per_frame(entry.files["recon"]))
