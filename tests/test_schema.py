@@ -130,3 +130,20 @@ def test_version_1_files_read_and_version_2_files_need_arms_and_xbar(tmp_path):
     assert np.array_equal(data["kspace"], old["kspace"])
     part = PreparedSet.read(ref, ["kspace", "smaps"], frames=slice(1, 3))
     assert np.array_equal(part["kspace"], old["kspace"][1:3]) and part["smaps"].shape == (2, 8, 8)
+
+
+def test_the_synthetic_truth_file_follows_its_schema(synth_corpus):
+    """``sirem synth``'s truth files hold what the schema documents (dtypes, dims, attrs)."""
+    from sirem_cli.io.schema import ROOT_ATTRS_TRUTH, TRUTH_DATASETS, TRUTH_FORMAT
+
+    files = sorted(synth_corpus.rglob("*_truth.h5"))
+    assert files
+    with h5py.File(files[0], "r") as f:
+        assert f.attrs["format"] == TRUTH_FORMAT
+        assert {a.name for a in ROOT_ATTRS_TRUTH} <= set(f.attrs)
+        n_ref = f["truth"].shape[0]
+        for spec in TRUTH_DATASETS:
+            ds = f[spec.name]
+            assert ds.dtype == np.dtype(spec.dtype) and ds.ndim == len(spec.dims), spec.name
+            if spec.dims[0] == "R":
+                assert ds.shape[0] == n_ref, spec.name

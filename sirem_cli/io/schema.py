@@ -208,6 +208,38 @@ RECON_DATASETS = (
     ),
 )
 
+TRUTH_FORMAT = "sirem-synth-truth"
+TRUTH_VERSION = 1
+
+ROOT_ATTRS_TRUTH = (
+    AttrSpec("format", "str", f'"{TRUTH_FORMAT}"'),
+    AttrSpec("format_version", "int", f"{TRUTH_VERSION}"),
+    AttrSpec("sirem_version", "str", "version of sirem that wrote the file"),
+    AttrSpec("prefix", "str", "the utterance"),
+    AttrSpec("subject", "str", "the speaker"),
+    AttrSpec("tr_s", "float", "repetition time (one arm) in seconds"),
+    AttrSpec("n_acquisitions", "int", "acquisitions of the raw file"),
+    AttrSpec("param_names", "str", "JSON list naming the articulatory parameters P"),
+    AttrSpec("labels", "str", "JSON id -> articulator of the `labels` raster"),
+    AttrSpec("config", "str", "JSON of the `sirem synth` options"),
+    AttrSpec("orientation", "str", "upright: row 0 superior, column 0 the face"),
+)
+
+TRUTH_DATASETS = (
+    DatasetSpec(
+        "truth",
+        "float32",
+        ("R", "H", "W"),
+        "a.u.",
+        True,
+        "true image at the centre of every reference frame (acquisitions 2k, 2k + 1)",
+    ),
+    DatasetSpec("labels", "uint8", ("R", "H", "W"), "id", True, "true articulator labels"),
+    DatasetSpec("params", "float32", ("R", "P"), "a.u.", True, "articulatory parameters"),
+    DatasetSpec("smaps", "complex64", ("C", "H", "W"), "1", True, "true coil sensitivities"),
+    DatasetSpec("frame_time", "float64", ("R",), "s", True, "centre of each reference frame"),
+)
+
 DIM_LETTERS = {
     "F": "frames (of N arms)",
     "C": "coils",
@@ -216,6 +248,8 @@ DIM_LETTERS = {
     "S": "samples per arm",
     "H, W": "image rows, columns (upright: row 0 superior, column 0 the face)",
     "L": "audio samples",
+    "R": "reference (`/recon`) frames of the synthetic truth file",
+    "P": "articulatory parameters",
     "E": "embedding size",
 }
 
@@ -256,6 +290,15 @@ def render_markdown() -> str:
     parts += [*_attr_table(RECON_UTTERANCE_ATTRS), ""]
     parts += ["### Reconstruction file: `/utterances/<prefix>` datasets", ""]
     parts += [*_dataset_table(RECON_DATASETS), ""]
+    parts += [
+        "### Synthetic truth file (`sirem synth` writes `truth/<prefix>_truth.h5`, "
+        "`prepare` reads it)",
+        "",
+        *_attr_table(ROOT_ATTRS_TRUTH),
+        "",
+        *_dataset_table(TRUTH_DATASETS),
+        "",
+    ]
     parts += ["### Dimension letters", "", "| letter | meaning |", "| --- | --- |"]
     parts += [f"| {k} | {v} |" for k, v in DIM_LETTERS.items()]
     return "\n".join(parts) + "\n"
