@@ -280,3 +280,40 @@ def test_embeddings_are_standardized_with_training_statistics(tmp_path):
         torch.testing.assert_close(pa, pb, rtol=1e-3, atol=1e-4, msg=name)
     stored = read_checkpoint(tmp_path / "b.pt").state_dict
     assert torch.allclose(stored["embedding_mean"], data.embeddings.mean(0) * 50 + 100, rtol=1e-4)
+
+
+def test_residual_fusion_never_loses_to_its_mri_branch(tmp_path):
+    """--fusion residual: x = x_m + w (x_a - x_m), w from 0, MSE only; kept only if it beats
+    w = 0 on validation. With uninformative audio w falls back to 0 (x = x_m exactly); with
+    audio that explains the targets it is kept and beats x_m."""
+    from sirem_cli.models.sirem_net import SiremNet
+
+    config = small_config(epochs=6, val_every=1, lr=3e-3, fusion="residual", dropout=0.0)
+    # audio carries nothing: the targets are noise unrelated to it
+    noise_train, noise_val = random_frames(24, 0), random_frames(12, 1)
+    result = train(config, noise_train, noise_val, out_path=tmp_path / "noise.pt")
+    checkpoint = read_checkpoint(tmp_path / "noise.pt")
+    info = checkpoint.info
+    assert info["val_psnr_w0"] >= info["val_psnr_learned_w"] or info["residual_kept"]
+    model = SiremNet(checkpoint.model_config)
+    model.load_state_dict(checkpoint.state_dict)
+    out = model.forward(noise_val.embeddings, noise_val.arm_images)
+    if not info["residual_kept"]:
+        assert torch.equal(checkpoint.state_dict["residual_w"], torch.zeros(SIZE, SIZE))
+        assert torch.equal(out.recon, out.x_mri)
+    assert result.best_val_psnr >= info["val_psnr_w0"] - 1e-9
+    # audio decides the target: the fusion learns to use it and beats the MRI branch
+    gen = torch.Generator().manual_seed(3)
+
+    def informative(n: int, seed: int) -> FrameData:
+        data = random_frames(n, seed)
+        blob = torch.zeros(SIZE, SIZE)
+        blob[2:6, 3:7] = 1.0
+        level = torch.rand(n, generator=gen)
+        data.embeddings[:, 0] = level * 4
+        data.target[:] = 0.2 + 0.6 * level[:, None, None] * blob
+        return data
+
+    result = train(config, informative(48, 4), informative(16, 5), out_path=tmp_path / "a.pt")
+    info = read_checkpoint(tmp_path / "a.pt").info
+    assert info["residual_kept"] and info["val_psnr_learned_w"] > info["val_psnr_w0"] + 1.0

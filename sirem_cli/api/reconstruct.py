@@ -165,7 +165,8 @@ def _run_reconstruct(
                     f"{ref.prefix} has {data['traj'].shape[0]}"
                 )
             check_finite_arrays(ref.path, ref.prefix, {**data, "embeddings": emb}, RECON_INPUTS)
-            if cfg.eba_mode == "frame" and "eba" not in data:
+            oracle = cfg.fusion == "convex" and cfg.eba_mode == "frame"
+            if oracle and "eba" not in data:
                 raise InputError(
                     f"{ref.path}: {ref.prefix} has no eba maps, needed by a --eba frame model"
                 )
@@ -184,11 +185,7 @@ def _run_reconstruct(
                 stop = min(n_frames, start + batch)
                 emb_t = torch.from_numpy(emb[start:stop]).to(device)
                 k_t = torch.from_numpy(data["kspace"][start:stop]).to(device)
-                eba_t = (
-                    torch.from_numpy(data["eba"][start:stop]).to(device)
-                    if cfg.eba_mode == "frame"
-                    else None
-                )
+                eba_t = torch.from_numpy(data["eba"][start:stop]).to(device) if oracle else None
                 with torch.no_grad():
                     output = model.forward_kspace(
                         emb_t, k_t, sense.frames(slice(start, stop)), dcf, eba_t

@@ -212,11 +212,15 @@ def _run_train(
         dist.barrier()
     n_interleaves, arms_per_frame = frame_geometry([*train_refs, *val_refs])
     config = config.replace(n_arms=n_interleaves, arms_per_frame=arms_per_frame, target=run.target)
-    need_eba = config.model.eba_mode in ("static", "frame", "learned")
+    need_eba = config.model.fusion == "convex"
     train_data = frame_data(train_refs, encoder, run, need_eba=need_eba, progress=progress)
     val_data = (
         frame_data(
-            val_refs, encoder, run, need_eba=config.model.eba_mode == "frame", progress=progress
+            val_refs,
+            encoder,
+            run,
+            need_eba=need_eba and config.model.eba_mode == "frame",
+            progress=progress,
         )
         if val_refs
         else None

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from sirem_cli.cli._common import cli_errors, err, out, progress, table
-from sirem_cli.cli._options import ArmSelection, EncoderName, FusionMap, choices_help
-from sirem_cli.models.registry import ARM_SELECTIONS, ENCODERS, FUSION_MAPS
+from sirem_cli.cli._options import ArmSelection, EncoderName, Fusion, FusionMap, choices_help
+from sirem_cli.models.registry import ARM_SELECTIONS, ENCODERS, FUSION_MAPS, FUSIONS
 
 
 def train(
@@ -41,7 +41,10 @@ def train(
     no_audio: bool = typer.Option(
         False, "--no-audio", help="Ablation: audio embeddings replaced by zeros."
     ),
-    eba: FusionMap = typer.Option("static", "--eba", help=choices_help("Fusion map.", FUSION_MAPS)),
+    eba: FusionMap = typer.Option(
+        "static", "--eba", help=choices_help("Fusion map of --fusion convex.", FUSION_MAPS)
+    ),
+    fusion: Fusion = typer.Option("convex", "--fusion", help=choices_help("Fusion.", FUSIONS)),
     arm_select: ArmSelection = typer.Option(
         "soft", "--arm-select", help=choices_help("Arm selection.", ARM_SELECTIONS)
     ),
@@ -74,6 +77,7 @@ def train(
                 budget_k=budget,
                 no_audio=no_audio,
                 eba_mode=eba.value,
+                fusion=fusion.value,
                 arm_select=arm_select.value,
                 seed=seed,
                 device=device,

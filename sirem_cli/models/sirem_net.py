@@ -42,6 +42,7 @@ from sirem_cli.models.registry import (
     ARM_SELECTIONS,
     DEFAULT_ENCODER,
     FUSION_MAPS,
+    FUSIONS,
     check_choice,
     encoder_spec,
 )
@@ -68,6 +69,8 @@ class ModelConfig(JsonConfig):
         arm_select: "soft" (paper) or "topk" (hard top-K, straight-through gradient).
         arm_topk: K for ``arm_select="topk"``.
         eba_mode: fusion map "static" (default), "frame" (oracle) or "learned".
+        fusion: "convex" (the paper: w from ``eba_mode``) or "residual"
+            (x_m + w (x_a - x_m) with a learned per-pixel w starting at 0).
         no_audio: the "w/o audio" ablation: embeddings are replaced by zeros everywhere.
         encoder: name of the audio encoder whose embeddings the model consumes.
         mri_eps: the eps of the per-frame max normalization of the MRI branch.
@@ -86,6 +89,7 @@ class ModelConfig(JsonConfig):
     arm_select: str = "soft"
     arm_topk: int = 2
     eba_mode: str = "static"
+    fusion: str = "convex"
     no_audio: bool = False
     encoder: str = DEFAULT_ENCODER
     mri_eps: float = MRI_EPS
@@ -97,6 +101,7 @@ class ModelConfig(JsonConfig):
         object.__setattr__(self, "decoder_hidden", tuple(int(v) for v in self.decoder_hidden))
         check_choice("arm_select", self.arm_select, ARM_SELECTIONS)
         check_choice("eba_mode", self.eba_mode, FUSION_MAPS)
+        check_choice("fusion", self.fusion, FUSIONS)
         encoder_spec(self.encoder)
         if not 1 <= self.arm_topk <= self.n_arms:
             raise InputError(f"arm_topk must be in 1..{self.n_arms}, got {self.arm_topk}")
@@ -330,7 +335,11 @@ class SiremNet(nn.Module):
         self.register_buffer("embedding_mean", torch.zeros(config.embedding_dim))
         self.register_buffer("embedding_std", torch.ones(config.embedding_dim))
         self.fusion_head: FusionHead | None = None
-        if config.eba_mode == "learned":
+        self.residual_w: nn.Parameter | None = None
+        if config.fusion == "residual":
+            # x = x_m + w (x_a - x_m): w = 0 is exactly the MRI branch, where training starts.
+            self.residual_w = nn.Parameter(torch.zeros(height, width))
+        elif config.eba_mode == "learned":
             self.fusion_head = FusionHead(
                 config.embedding_dim, config.head_channels, config.head_audio_channels
             )
@@ -393,6 +402,10 @@ class SiremNet(nn.Module):
                 f"MRI branch image {tuple(x_mri.shape)} does not match the model's image size "
                 f"{self.config.image_size}"
             )
+        if self.residual_w is not None:
+            w = self.residual_w.clamp(0.0, 1.0).expand_as(x_audio)
+            recon = x_mri + w * (x_audio - x_mri)
+            return SiremOutput(recon, x_audio, x_mri, w, p, p_used)
         mode = self.config.eba_mode
         if mode == "frame":
             if eba is None:

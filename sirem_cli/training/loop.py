@@ -156,7 +156,7 @@ def _check_data(config: TrainConfig, data: FrameData, name: str, embedding_dim: 
         raise ShapeError(
             f"{name} data: embeddings of size {data.embedding_dim}, expected {embedding_dim}"
         )
-    if config.model.eba_mode == "frame" and data.eba is None:
+    if config.model.fusion == "convex" and config.model.eba_mode == "frame" and data.eba is None:
         raise InputError(f"{name} data has no eba maps, which eba_mode 'frame' needs")
 
 
@@ -213,8 +213,8 @@ def evaluate_frames(
         (mean total loss over frames, mean per-frame PSNR in dB with data range 1).
     """
     runtime = runtime or Runtime()
-    weights = LossWeights(config.psf_weight, config.budget_weight, config.mask_weight)
-    with_eba = config.model.eba_mode == "frame"
+    weights = loss_weights(config)
+    with_eba = config.model.fusion == "convex" and config.model.eba_mode == "frame"
     was_training = model.training
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*b, psnr sum, frames
@@ -277,7 +277,8 @@ def train(
         val_data = None
     if val_data is not None:
         _check_data(config, val_data, "validation", embedding_dim)
-    if config.model.eba_mode == "static" and train_data.eba is None:
+    convex = config.model.fusion == "convex"
+    if convex and config.model.eba_mode == "static" and train_data.eba is None:
         raise InputError(
             "eba_mode 'static' needs explained-by-audio maps (eba) in the training data"
         )
@@ -365,8 +366,8 @@ def _train(
         best_epoch = int(state.get("best_epoch", 0))
         records = json.loads(state["records_json"])
     wrapped = runtime.wrap(model)
-    weights = LossWeights(config.psf_weight, config.budget_weight, config.mask_weight)
-    with_eba = config.model.eba_mode == "frame"
+    weights = loss_weights(config)
+    with_eba = config.model.fusion == "convex" and config.model.eba_mode == "frame"
     last_val_psnr = best_psnr
     for epoch in range(start_epoch, config.epochs):
         epoch_start = time.perf_counter()
@@ -451,6 +452,10 @@ def _train(
         best_epoch = config.epochs
         if runtime.is_main:
             _save(out_path, model, config_json, {"epoch": best_epoch, "val_psnr": None})
+    if config.model.fusion == "residual" and val_data is not None and runtime.is_main:
+        best_psnr = _keep_residual_only_if_better(
+            out_path, config, config_json, val_data, device, best_psnr
+        )
     runtime.barrier()
     return TrainResult(
         checkpoint=out_path,
@@ -462,6 +467,42 @@ def _train(
         seconds=time.perf_counter() - started,
         model=model,
     )
+
+
+def loss_weights(config: TrainConfig) -> LossWeights:
+    """The weights of the loss terms: the paper's, or the MSE alone for residual fusion."""
+    if config.model.fusion == "residual":
+        return LossWeights(0.0, 0.0, 0.0)
+    return LossWeights(config.psf_weight, config.budget_weight, config.mask_weight)
+
+
+def _keep_residual_only_if_better(
+    out_path: Path,
+    config: TrainConfig,
+    config_json: str,
+    val_data: FrameData,
+    device: torch.device,
+    best_psnr: float | None,
+) -> float | None:
+    """Residual fusion never loses to its MRI branch on validation: the kept checkpoint's
+    fusion map w is compared with w = 0 (x = x_m exactly); if w = 0 scores at least as well,
+    the checkpoint is rewritten with w = 0 and says so (info ``residual_kept`` False)."""
+    checkpoint = read_checkpoint(out_path)
+    model = SiremNet(checkpoint.model_config).to(device)
+    model.load_state_dict(checkpoint.state_dict, strict=True)
+    assert model.residual_w is not None
+    _, learned = evaluate_frames(model, val_data, config, device=device)
+    with torch.no_grad():
+        model.residual_w.zero_()
+    _, mri_only = evaluate_frames(model, val_data, config, device=device)
+    info = {**checkpoint.info, "val_psnr_w0": mri_only, "val_psnr_learned_w": learned}
+    if mri_only >= learned:
+        _save(out_path, model, config_json, {**info, "residual_kept": False, "val_psnr": mri_only})
+        return mri_only
+    info["residual_kept"] = True
+    model.load_state_dict(checkpoint.state_dict, strict=True)
+    _save(out_path, model, config_json, {**info, "val_psnr": learned})
+    return best_psnr
 
 
 class TrainingDiverged(SiremError):
