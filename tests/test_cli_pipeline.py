@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sirem_cli.cli import app
-from sirem_cli.io.prepared import ReconSet
+from sirem_cli.io.prepared import PreparedSet, ReconSet
 from sirem_cli.nufft.backend import select_backend
 
 runner = CliRunner()
@@ -277,3 +277,25 @@ def test_temporal_tv_with_spatial_tv(work, tmp_path):
     assert rs.method == "ttv"
     with h5py.File(out, "r") as f:
         assert json.loads(f.attrs["config"])["lam_spatial"] == 0.01
+
+
+def test_reconstruct_warns_when_a_speaker_was_in_the_training_split(work, tmp_path):
+    """The checkpoint records its training speakers; reconstructing them says so."""
+    from sirem_cli.training.checkpoint import read_checkpoint
+
+    subjects = read_checkpoint(work["sirem.pt"]).train_config["train_subjects"]
+    train_refs = [u for u in PreparedSet([work["prepared"]]).utterances if u.split == "train"]
+    assert sorted({u.subject for u in train_refs}) == subjects
+    result = runner.invoke(
+        app,
+        ["reconstruct", "--ckpt", str(work["sirem.pt"]), str(work["prepared"]),
+         str(tmp_path / "r.h5"), "--split", "train"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "was trained on" in result.output and subjects[0] in result.output
+    clean = runner.invoke(
+        app,
+        ["reconstruct", "--ckpt", str(work["sirem.pt"]), str(work["prepared"]),
+         str(tmp_path / "t.h5"), "--split", "test"],
+    )  # fmt: skip
+    assert clean.exit_code == 0 and "was trained on" not in clean.output

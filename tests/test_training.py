@@ -317,3 +317,33 @@ def test_residual_fusion_never_loses_to_its_mri_branch(tmp_path):
     result = train(config, informative(48, 4), informative(16, 5), out_path=tmp_path / "a.pt")
     info = read_checkpoint(tmp_path / "a.pt").info
     assert info["residual_kept"] and info["val_psnr_learned_w"] > info["val_psnr_w0"] + 1.0
+
+
+def test_resume_with_more_epochs_continues_the_run(tmp_path):
+    """--resume --epochs N continues a finished run to N epochs; the same N is refused."""
+    data, val = random_frames(12, 0), random_frames(4, 1)
+    out = tmp_path / "m.pt"
+    first = train(small_config(epochs=2, val_every=1), data, val, out_path=out)
+    more = train(small_config(epochs=4, val_every=1), data, val, out_path=out, resume=True)
+    assert [r["epoch"] for r in more.records] == [1, 2, 3, 4]
+    assert more.records[:2] == first.records[:2]  # the finished epochs are kept as they were
+    assert more.records[2]["lr"] < more.records[0]["lr"]  # the cosine schedule goes on
+    with pytest.raises(InputError, match="already finished 4 epochs"):
+        train(small_config(epochs=4, val_every=1), data, val, out_path=out, resume=True)
+
+
+def test_the_log_separates_constant_loss_terms():
+    """With the static fusion map L_mask has no gradient: it is named as constant and the
+    trained loss leaves it out; a learned map makes it a trained term."""
+    from sirem_cli.training.loop import constant_terms
+
+    assert constant_terms(small_config()) == ("mask",)
+    assert constant_terms(small_config(eba_mode="learned")) == ()
+    assert constant_terms(small_config(fusion="residual")) == ()
+
+
+def test_training_records_its_speakers_and_target(tmp_path):
+    config = small_config(epochs=1, train_subjects=["sub009", "sub013"], target="truth")
+    train(config, random_frames(8, 0), None, out_path=tmp_path / "m.pt")
+    stored = read_checkpoint(tmp_path / "m.pt").train_config
+    assert stored["train_subjects"] == ["sub009", "sub013"] and stored["target"] == "truth"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ class ReconstructResult:
     rows: list[tuple[str, int, float, float]]  # prefix, frames, ms/frame end to end, cached
     notice: str | None
     backend: str
+    warnings: list[str] = field(default_factory=list)
 
 
 def run_reconstruct(
@@ -129,6 +130,14 @@ def _run_reconstruct(
             f"{checkpoint}: the model expects {cfg.embedding_dim}-dim {ckpt.encoder} embeddings, "
             f"the encoder gives {encoder.embedding_dim}"
         )
+    trained_on = set(ckpt.train_config.get("train_subjects", []))
+    leaked = sorted({r.subject for r in refs} & trained_on)
+    warnings = []
+    if leaked:
+        warnings.append(
+            f"{checkpoint} was trained on {', '.join(leaked)}, whose utterances are "
+            f"reconstructed here ({split} split): their scores are not held-out results"
+        )
     method = "sirem-no-audio" if cfg.no_audio else "sirem"
     if branch != "fused":
         method = f"{method}-{branch}"
@@ -138,6 +147,7 @@ def _run_reconstruct(
         "branch": branch,
         "checkpoint": str(checkpoint),
         "target": ckpt.train_config.get("target", "reference"),
+        "train_subjects": sorted(trained_on),
         "split": split,
         "batch": batch,
         "encoder": ckpt.encoder,
@@ -207,4 +217,6 @@ def _run_reconstruct(
             rows.append((ref.prefix, n_frames, cached_ms + enc_ms, cached_ms))
         if progress is not None:
             progress("", len(refs), len(refs))
-    return ReconstructResult(Path(out), method, rows, info["notice"], info["nufft_backend"])
+    return ReconstructResult(
+        Path(out), method, rows, info["notice"], info["nufft_backend"], warnings
+    )

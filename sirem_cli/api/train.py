@@ -211,7 +211,12 @@ def _run_train(
                 utterance_embeddings(ref, encoder, batch_size=run.encode_batch)
         dist.barrier()
     n_interleaves, arms_per_frame = frame_geometry([*train_refs, *val_refs])
-    config = config.replace(n_arms=n_interleaves, arms_per_frame=arms_per_frame, target=run.target)
+    config = config.replace(
+        n_arms=n_interleaves,
+        arms_per_frame=arms_per_frame,
+        target=run.target,
+        train_subjects=tuple(sorted({r.subject for r in train_refs})),
+    )
     need_eba = config.model.fusion == "convex"
     train_data = frame_data(train_refs, encoder, run, need_eba=need_eba, progress=progress)
     val_data = (

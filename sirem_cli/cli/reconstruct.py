@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, fail, notice, out, stage_progress, table
+from sirem_cli.cli._common import cli_errors, fail, notice, out, stage_progress, table, warn
 
 
 def reconstruct(
@@ -52,6 +52,8 @@ def reconstruct(
             )
     if result.notice:
         notice(result.notice)
+    for line in result.warnings:
+        warn(line)
     out.print(
         table(
             f"sirem reconstruct ({result.method}) -> {result.out}",

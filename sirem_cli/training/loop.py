@@ -9,8 +9,9 @@ Defaults follow the paper: AdamW (lr 1e-4, weight decay 1e-5), batch 8, cosine a
 epochs (stepped once per epoch, to 0), gradient norm clipped at 1.0, validation every 5 epochs and
 after the last one, the weights with the best validation PSNR (mean of per-frame PSNR, data range
 1) kept in ``out_path``. The full training state of the last finished epoch (weights, optimizer,
-scheduler, RNG, log) goes to :func:`resume_path_for` ``(out_path)``; ``resume=True`` continues from
-it and ends with the same weights as an uninterrupted run. Runs are deterministic on the CPU for a
+RNG, log) goes to :func:`resume_path_for` ``(out_path)``; ``resume=True`` continues from it and
+ends with the same weights as an uninterrupted run (or, with a larger ``epochs``, continues it to
+that many epochs with the cosine schedule stretched to the new end). Runs are deterministic on the CPU for a
 seed: weights are initialized from the seed, the frame order of epoch e is a permutation seeded by
 (seed, e), and dropout draws from the torch RNG whose state is saved in the resume file.
 """
@@ -52,7 +53,9 @@ ProgressFn = Callable[[int, int, int, float, float | None], None]
 #: Name of the arm-logit parameter of SiremNet (its own optimizer group, see ``arm_lr``).
 ARM_PARAM = "arm_logits"
 
-_RESUME_IGNORED = ("device",)
+#: Options a resumed run may change: the device, and the number of epochs (``--resume --epochs
+#: N`` continues a run to N epochs; the cosine schedule is stretched to the new end).
+_RESUME_IGNORED = ("device", "epochs")
 
 
 @dataclasses.dataclass
@@ -90,6 +93,7 @@ def resume_path_for(out_path: Path) -> Path:
 _LOG_COLUMNS = (
     "epoch",
     "loss",
+    "loss_trained",
     "mse",
     "psf",
     "budget",
@@ -339,7 +343,7 @@ def _train(
     optimizer = torch.optim.AdamW(
         groups, lr=config.lr, weight_decay=config.weight_decay, fused=device.type in ("cpu", "cuda")
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
     config_json = config.to_json()
     records: list[dict[str, Any]] = []
     start_epoch = 0
@@ -357,11 +361,15 @@ def _train(
             first = str(exc).strip().splitlines()[0][:160]
             raise FormatError(f"{resume_path}: weights do not fit the model ({first})") from exc
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(state["rng_cuda"], device)
         start_epoch = int(state["epoch"])
+        if start_epoch >= config.epochs:
+            raise InputError(
+                f"{resume_path}: the run already finished {start_epoch} epochs; give --epochs "
+                f"above {start_epoch} to continue it"
+            )
         best_psnr = state.get("best_val_psnr")
         best_epoch = int(state.get("best_epoch", 0))
         records = json.loads(state["records_json"])
@@ -371,6 +379,10 @@ def _train(
     last_val_psnr = best_psnr
     for epoch in range(start_epoch, config.epochs):
         epoch_start = time.perf_counter()
+        # Cosine annealing to 0 over all epochs (closed form, so a resumed run may extend it).
+        factor = 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = base * factor
         lr = float(optimizer.param_groups[0]["lr"])
         index = runtime.train_indices(len(train_data), epoch=epoch, seed=config.seed)
         batches = _split_batches(index, config.batch_size)
@@ -392,7 +404,6 @@ def _train(
             sums[5] += count
             if progress is not None and runtime.is_main:
                 progress(epoch + 1, step, len(batches), terms.total.item(), last_val_psnr)
-        scheduler.step()
         runtime.all_reduce_sum(sums)
         means = (sums[:5] / sums[5]).tolist()
         if not all(math.isfinite(v) for v in means) or first_nonfinite(model.state_dict()):
@@ -405,10 +416,18 @@ def _train(
             )
             last_val_psnr = val_psnr
         p_values = [float(v) for v in torch.sigmoid(model.arm_logits.detach()).cpu()]
+        constant = constant_terms(config)
+        term_weights = {"psf": weights.psf, "budget": weights.budget, "mask": weights.mask}
+        trained = means[0] - sum(
+            term_weights[name] * means[2 + ("psf", "budget", "mask").index(name)]
+            for name in constant
+        )
         records.append(
             {
                 "epoch": epoch + 1,
                 "loss": means[0],
+                "loss_trained": trained,
+                "constant_terms": list(constant),
                 "mse": means[1],
                 "psf": means[2],
                 "budget": means[3],
@@ -429,7 +448,6 @@ def _train(
             training_state: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "best_val_psnr": best_psnr,
@@ -467,6 +485,15 @@ def _train(
         seconds=time.perf_counter() - started,
         model=model,
     )
+
+
+def constant_terms(config: TrainConfig) -> tuple[str, ...]:
+    """Loss terms that carry no gradient: L_mask when the fusion map is fixed (the static map or
+    the per-frame annotated maps), so it only shifts the displayed loss."""
+    model = config.model
+    if model.fusion == "convex" and model.eba_mode in ("static", "frame"):
+        return ("mask",)
+    return ()
 
 
 def loss_weights(config: TrainConfig) -> LossWeights:
