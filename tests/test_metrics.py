@@ -23,8 +23,8 @@ from sirem_cli.metrics.evaluate import (
     results_from_json,
     results_to_csv,
     results_to_json,
-    write_results,
 )
+from sirem_cli.report.outputs import write_results
 
 
 def smooth_frames(seed: int, f: int = 3, h: int = 84, w: int = 84) -> np.ndarray:
@@ -376,3 +376,20 @@ def test_results_json_csv_markdown_round_trip(tmp_path, no_weights):
     assert "Target: Reference (USC)" in md and "SIREM (w/o audio)" in md
     assert "better" in md  # table 2 (sirem vs sirem-no-audio) is included
     assert "alex.pth" in md  # the unavailable note
+
+
+def test_metrics_never_import_the_report_package():
+    """Imports run report -> metrics only (issue 12: no import cycle between the two)."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "sirem_cli" / "metrics"
+    offenders = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("sirem_cli.report")]
+    assert offenders == []

@@ -92,8 +92,9 @@ def run_evaluate(
     LPIPS/FID weight files missing from ``weights_dir`` and the torch hub cache are downloaded
     into the cache (verified) unless ``offline`` (None: ``SIREM_OFFLINE`` / ``HF_HUB_OFFLINE``).
     """
-    from sirem_cli.metrics.evaluate import PerceptualModels, evaluate_methods, write_results
+    from sirem_cli.metrics.evaluate import PerceptualModels, evaluate_methods
     from sirem_cli.metrics.registry import parse_metrics
+    from sirem_cli.report.outputs import write_results
 
     chosen = parse_metrics(metrics if metrics else "paper")
     if not recon_paths:

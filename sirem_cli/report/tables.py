@@ -8,7 +8,9 @@
 
 Tables are returned as :class:`TableData` (plain strings plus per-cell marks), which renders
 to markdown (:meth:`TableData.to_markdown`) or to a ``rich`` table (:meth:`TableData.to_rich`,
-rich imported lazily), so the CLI and the markdown report show the same numbers.
+rich imported lazily), so the CLI and the markdown report show the same numbers;
+:func:`results_to_markdown` assembles them into the evaluation report. Imports run one way:
+report -> metrics.
 """
 
 from __future__ import annotations
@@ -16,13 +18,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sirem_cli.metrics.evaluate import EvalResult
 from sirem_cli.metrics.registry import METRICS, PAPER_METRICS
 from sirem_cli.recon.registry import BASELINES
-
-if TYPE_CHECKING:
-    from sirem_cli.metrics.evaluate import EvalResult
 
 __all__ = [
     "METHOD_LABELS",
@@ -30,6 +30,7 @@ __all__ = [
     "TableData",
     "method_label",
     "per_sequence_tables",
+    "results_to_markdown",
     "table1",
     "table2",
     "table2_deltas",
@@ -353,3 +354,22 @@ def per_sequence_tables(results: Sequence[EvalResult]) -> list[TableData]:
             )
         )
     return blocks
+
+
+def results_to_markdown(results: Sequence[EvalResult], *, per_sequence: bool = True) -> str:
+    """Markdown report: table 1 (one block per target), table 2 when both "sirem" and
+    "sirem-no-audio" were evaluated, notes on unavailable metrics, and optionally the
+    per-sequence values of every (method, target) pair."""
+    parts = ["# Evaluation", ""]
+    for block in table1(results):
+        parts += [block.to_markdown(), ""]
+    t2 = table2(results)
+    if t2 is not None:
+        parts += [t2.to_markdown(), ""]
+    notes = sorted({msg for r in results for msg in r.unavailable.values()})
+    if notes:
+        parts += ["Unavailable metrics:", ""] + [f"- {n}" for n in notes] + [""]
+    if per_sequence:
+        for block in per_sequence_tables(results):
+            parts += [block.to_markdown(), ""]
+    return "\n".join(parts).rstrip() + "\n"
