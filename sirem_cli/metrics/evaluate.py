@@ -4,7 +4,8 @@ A *sequence* is one utterance: an (F, H, W) float array of magnitude frames in [
 reconstruction method is evaluated against one target (the USC reference, another method's
 reconstruction, or the synthetic ground truth) over the sequences they share:
 
-* frame-scope metrics (SSIM, PSNR, MSE, NMSE, NRMSE, HFEN, VIF, LPIPS) are computed per frame,
+* frame-scope metrics (SSIM, PSNR, their least-squares-scaled twins SSIM (LS) and PSNR (LS),
+  MSE, NMSE, NRMSE, HFEN, VIF, LPIPS) are computed per frame,
   averaged over the frames of each sequence (frames where a metric is undefined, NaN, are
   skipped and counted), then summarized by the mean and the sample standard deviation
   (ddof = 1; NaN for a single sequence) over sequences;
@@ -296,6 +297,8 @@ def _frame_functions(metrics: Sequence[str], psnr_cap_db: float | None) -> dict[
     table: dict[str, Callable] = {
         "ssim": image.ssim,
         "psnr": lambda x, y: image.psnr(x, y, cap_db=psnr_cap_db),
+        "ssim_ls": image.ssim_ls,
+        "psnr_ls": lambda x, y: image.psnr_ls(x, y, cap_db=psnr_cap_db),
         "mse": image.mse,
         "nmse": image.nmse,
         "nrmse": image.nrmse,
