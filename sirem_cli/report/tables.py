@@ -29,8 +29,10 @@ __all__ = [
     "Delta",
     "TableData",
     "method_label",
+    "ordered_methods",
     "per_sequence_tables",
     "results_to_markdown",
+    "split_name",
     "table1",
     "table2",
     "table2_deltas",
@@ -60,9 +62,28 @@ TABLE_METRIC_ORDER: tuple[str, ...] = (*PAPER_METRICS, "mse", "nmse")
 NA = "n/a"
 
 
+def split_name(name: str) -> tuple[str, str]:
+    """``"sirem (model_a.h5)"`` -> ``("sirem", "model_a.h5")``; a plain name -> ``(name, "")``.
+
+    Evaluation names a method that two files share after each file (see
+    :func:`sirem_cli.api.evaluate.unique_method_names`).
+    """
+    base, sep, rest = name.partition(" (")
+    if sep and rest.endswith(")") and base in METHOD_LABELS:
+        return base, rest[:-1]
+    return name, ""
+
+
 def method_label(name: str) -> str:
-    """Display name of a method or target (the name itself when unknown)."""
-    return METHOD_LABELS.get(name, name)
+    """Display name of a method or target (the name itself when unknown).
+
+    A known method qualified by its file keeps the qualifier: ``"sirem (model_a.h5)"`` ->
+    ``"SIREM (model_a.h5)"``.
+    """
+    if name in METHOD_LABELS:
+        return METHOD_LABELS[name]
+    base, qualifier = split_name(name)
+    return f"{METHOD_LABELS[base]} ({qualifier})" if qualifier else name
 
 
 def _arrow(metric: str) -> str:
@@ -135,10 +156,14 @@ def _escape(text: str) -> str:
     return text.replace("[", r"\[")
 
 
-def _ordered_methods(names: Iterable[str]) -> list[str]:
+def ordered_methods(names: Iterable[str]) -> list[str]:
+    """Known methods in the paper's row order (a file-qualified name at its method's place),
+    then the others in order of appearance."""
     seen = list(dict.fromkeys(names))
-    known = [m for m in METHOD_ORDER if m in seen]
-    return known + [m for m in seen if m not in METHOD_ORDER]
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    known = [m for m in seen if split_name(m)[0] in rank]
+    known.sort(key=lambda m: rank[split_name(m)[0]])  # stable: files of one method keep order
+    return known + [m for m in seen if m not in known]
 
 
 def _table_metrics(results: Sequence[EvalResult], metrics: Iterable[str] | None) -> list[str]:
@@ -173,7 +198,7 @@ def table1(
             for r in results
             if r.target == target and not (skip_self and r.method == target)
         }
-        methods = _ordered_methods(by_method)
+        methods = ordered_methods(by_method)
         rows: list[list[str]] = []
         marks: list[list[str]] = []
         best: dict[str, float] = {}
