@@ -41,9 +41,11 @@ __all__ = [
     "FileRuntime",
     "build_figure2",
     "build_figure3",
+    "figure2_colorbar_label",
     "figure2_labels",
     "figure2_panel",
     "figure3_labels",
+    "figure3_legend",
     "figure3_runtime",
     "pick_frames",
     "read_runtimes",
@@ -120,11 +122,8 @@ def _text_size(text: str | None, fontsize: float) -> tuple[float, float]:
 
 
 def _fit_inside(fig: Any, artists: Sequence[Any], pad_px: float = 3.0) -> None:
-    """Shrink the constrained-layout rectangle until every artist lies inside the canvas.
-
-    Constrained layout reserves room for labels, but aspect-locked image axes move after it
-    has measured them, which can push a long row label a few pixels off the canvas.
-    """
+    """Shrink the constrained-layout rectangle until every artist lies inside the canvas
+    (constrained layout alone can leave a long label or an outside legend a few pixels over)."""
     engine = fig.get_layout_engine()
     x0, y0, x1, y1 = 0.0, 0.0, 1.0, 1.0
     for _ in range(4):
@@ -175,6 +174,11 @@ def figure2_labels(methods: Sequence[str], target: str, *, error_maps: bool = Tr
     if error_maps:
         rows += [f"|{method_label(m)} − {tgt}|" for m in methods]
     return rows
+
+
+def figure2_colorbar_label(target: str) -> str:
+    """Figure 2's colour bar label, naming the target of the error maps."""
+    return f"absolute error against {method_label(target)}"
 
 
 @dataclass
@@ -229,7 +233,7 @@ def build_figure2(
     n_cols = len(cols)
     heads = [f"t = {k / frame_rate_hz:.2f} s" if frame_rate_hz else f"frame {k}" for k in cols]
     wrapped = [wrap_label(label, ROW_LABEL_WIDTH) for label in labels]
-    colorbar_label = f"absolute error against {method_label(target_name)}" if err_rows else None
+    colorbar_label = figure2_colorbar_label(target_name) if err_rows else None
 
     # Layout in inches, computed from the measured labels (no layout engine: constrained layout
     # costs seconds per draw at 20+ axes, and aspect-locked images move after it measured).
@@ -389,6 +393,14 @@ def realtime_lines(
     return lines
 
 
+def figure3_legend(lines: Sequence[tuple[str, float, str]], *, warmup: bool = True) -> list[str]:
+    """Figure 3's legend, top to bottom: the lines of :func:`realtime_lines`, the two bar
+    colours, and the warm-up marker."""
+    out = [label for label, _, _ in lines]
+    out += [f"{BAR_LABEL}: faster than {_limit_text(lines)}", f"{BAR_LABEL}: slower"]
+    return out + ([WARMUP_LABEL] if warmup else [])
+
+
 @dataclass
 class Figure3:
     """A built figure 3: the matplotlib figure, its axes and its sidecar metadata."""
@@ -445,8 +457,7 @@ def build_figure3(
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_xticks(x, wrapped, fontsize=8)
     # Columns as wide as the widest label (measured), so tick labels never overlap.
-    renderer = fig.canvas.get_renderer()
-    widest = max(t.get_window_extent(renderer).width for t in ax.get_xticklabels()) / fig.dpi
+    widest = max(_text_size(t, 8)[0] for t in wrapped)
     fig.set_size_inches(max(6.0, len(names) * (widest + 0.3) + 1.2), height)
 
     positive = np.concatenate([means[np.isfinite(means)], firsts[np.isfinite(firsts)]])
@@ -484,11 +495,9 @@ def build_figure3(
     for i, (label, ms, kind) in enumerate(lines):
         color, linestyle = data_styles[i % 3] if kind == "data" else ("tab:blue", "--")
         handles.append(ax.axhline(ms, linewidth=1.2, color=color, linestyle=linestyle, label=label))
-    limit = _limit_text(lines)
-    handles.append(
-        Patch(facecolor=fast, edgecolor="black", label=f"{BAR_LABEL}: faster than {limit}")
-    )
-    handles.append(Patch(facecolor=slow, edgecolor="black", label=f"{BAR_LABEL}: slower"))
+    legend_labels = figure3_legend(lines, warmup=warmup)
+    handles.append(Patch(facecolor=fast, edgecolor="black", label=legend_labels[len(lines)]))
+    handles.append(Patch(facecolor=slow, edgecolor="black", label=legend_labels[len(lines) + 1]))
     if warmup:
         has_first = np.isfinite(firsts)
         handles.append(
