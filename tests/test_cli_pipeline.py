@@ -167,6 +167,37 @@ def test_evaluate_report_and_export(work):
     assert info.audio_duration_s == pytest.approx(n_frames * 13 * 6.004e-3, abs=0.03)
 
 
+def test_runtime_series_frame_rate_and_order_from_the_files(work, tmp_path):
+    """Figure 3 reads the data's frame rate from the recon file, else from its source prepared
+    file, and orders the utterances as the command reconstructed them (warm-up first)."""
+    from sirem_cli.api.evaluate import runtime_series
+    from sirem_cli.io.prepared import PreparedSet
+
+    dataset = PreparedSet([work["prepared"]])
+    order = [u.prefix for u in dataset.utterances]
+    rate13 = 1 / (13 * 6.004e-3)
+    (series,) = runtime_series([work["gridding"]], None)  # via the file's source attribute
+    assert set(series.frame_rate_hz) == set(order)
+    assert all(r == pytest.approx(rate13, rel=1e-3) for r in series.frame_rate_hz.values())
+    with h5py.File(work["gridding"], "r") as f:
+        ms = {p: float(g.attrs["ms_per_frame"]) for p, g in f["utterances"].items()}
+    assert series.ms_per_frame == [ms[p] for p in order]
+    # a recon file's own frame_rate_hz wins; without it and without a readable source: none
+    own = tmp_path / "own.h5"
+    own.write_bytes(work["gridding"].read_bytes())
+    with h5py.File(own, "r+") as f:
+        for g in f["utterances"].values():
+            g.attrs["frame_rate_hz"] = 83.28
+        f.attrs["source"] = json.dumps([str(tmp_path / "moved.h5")])
+    (series,) = runtime_series([own], None)
+    assert set(series.frame_rate_hz.values()) == {83.28}
+    with h5py.File(own, "r+") as f:
+        for g in f["utterances"].values():
+            del g.attrs["frame_rate_hz"]
+    assert runtime_series([own], None)[0].frame_rate_hz == {}
+    assert set(runtime_series([own], dataset)[0].frame_rate_hz) == set(order)  # --prepared
+
+
 def test_evaluate_names_rows_after_files_and_keeps_the_report_option(work, tmp_path):
     copy = tmp_path / "gridding_copy.h5"
     copy.write_bytes(work["gridding"].read_bytes())  # the same method in a second file
