@@ -42,9 +42,9 @@ $SIREM reconstruct --ckpt "$OUT/sirem-no-audio.pt" "$OUT/prepared.h5" "$OUT/sire
 $SIREM reconstruct --ckpt "$OUT/sirem.pt" "$OUT/prepared.h5" "$OUT/sirem-mri.h5" --branch mri
 
 step "7/8 evaluate against the ground truth and the reference; tables and figures"
+# (examples/figures.sh redraws the README's figures from the same files: make figures)
 $SIREM evaluate "$OUT/sirem.h5" "$OUT/sirem-no-audio.h5" "$OUT/sirem-mri.h5" "$OUT/gridding.h5" "$OUT/wavelet.h5" "$OUT/tv.h5" \
-  --target truth --target reference --prepared "$OUT/prepared.h5" \
-  --out "$OUT/metrics" --report "$OUT/report"
+  --target truth --target reference --prepared "$OUT/prepared.h5" --out "$OUT/report"
 
 step "8/8 export one test utterance as a video with its sound"
 PREFIX=$("${SIREM%sirem}python" -c "
@@ -55,4 +55,4 @@ if [ -n "$PREFIX" ]; then
   $SIREM export "$OUT/sirem.h5" "$OUT/$PREFIX.mp4" --prepared "$OUT/prepared.h5" --utterance "$PREFIX"
 fi
 
-step "done: outputs in $OUT/ (metrics/metrics.md, report/figure2.png, report/figure3.png)"
+step "done: outputs in $OUT/ (report/metrics.md, report/figure2.png, report/figure3.png)"

@@ -306,3 +306,37 @@ def test_method_labels_of_file_qualified_names_and_their_order():
     assert tables.split_name("sirem (model_a.h5)") == ("sirem", "model_a.h5")
     order = tables.ordered_methods(["other", "sirem (b.h5)", "gridding", "sirem (a.h5)"])
     assert order == ["gridding", "sirem (b.h5)", "sirem (a.h5)", "other"]
+
+
+def test_readme_figures_carry_the_codes_labels():
+    """docs/figures are drawn by `make figures` from the demo; their label sidecars must
+    match what the code draws today for the demo's methods (else run make demo, make figures)."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    script = (repo / "examples" / "figures.sh").read_text()
+    methods = re.search(r'^METHODS="([^"]+)"', script, re.M).group(1).split()
+    demo = (repo / "examples" / "demo.sh").read_text()
+    evaluate_step = demo[demo.index("$SIREM evaluate") :]
+    assert all(f'"$OUT/{m}.h5"' in evaluate_step for m in methods)  # the demo's method set
+    readme = (repo / "README.md").read_text()
+    assert "docs/figures/figure2.jpg" in readme and "docs/figures/figure3.png" in readme
+    order = tables.ordered_methods(methods)
+
+    fig2 = json.loads((repo / "docs" / "figures" / "figure2.labels.json").read_text())
+    assert fig2["methods"] == order and fig2["target"] == "truth"
+    assert fig2["row_labels"] == figures.figure2_labels(order, "truth")
+    assert fig2["colorbar_label"] == figures.figure2_colorbar_label("truth")
+
+    fig3 = json.loads((repo / "docs" / "figures" / "figure3.labels.json").read_text())
+    assert fig3["methods"] == order
+    assert fig3["tick_labels"] == figures.figure3_labels(order)
+    assert fig3["yscale"] == "log" and fig3["warmup_excluded"] is True
+    rates = [1000 / d["ms_per_frame"] for d in fig3["lines"] if d["kind"] == "data"]
+    assert [f"{r:.1f}" for r in rates] == ["12.8"]  # the demo's 13-arm frames
+    lines = figures.realtime_lines(rates)
+    assert [(d["label"], d["kind"]) for d in fig3["lines"]] == [(lb, k) for lb, _, k in lines]
+    assert fig3["legend"] == figures.figure3_legend(lines)
+    assert (repo / "docs" / "figures" / "figure2.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    assert (repo / "docs" / "figures" / "figure3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
