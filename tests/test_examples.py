@@ -100,8 +100,10 @@ def test_torchrun_script_multi_node_command(tmp_path):
     assert missing.returncode == 2 and "none.h5: no such file" in missing.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_script_trains_on_one_cpu_node(prepared_file, tmp_path):
-    """One node, one process, gloo: the script's launch really trains (1 epoch, tiny corpus)."""
+    """One node, one process, gloo: the script's launch really trains (1 epoch, tiny corpus;
+    about 10 s of CPU for launcher and worker together)."""
     prepared = tmp_path / "prepared.h5"  # a private copy: training caches embeddings in it
     prepared.write_bytes(prepared_file.read_bytes())
     out = tmp_path / "ddp.pt"
