@@ -180,7 +180,7 @@ def audio_bound(prepared: Path, ridge: float = 1.0) -> dict[str, float]:
     """
     import numpy as np
 
-    from sirem_cli.api.model import utterance_embeddings
+    from sirem_cli.api.audio import utterance_embeddings
     from sirem_cli.io.prepared import PreparedSet
     from sirem_cli.models.encoders import make_encoder
 

@@ -20,9 +20,10 @@ from rich.table import Table
 SYNTH = """
 import time
 from pathlib import Path
-from sirem_cli.synth.corpus import SynthConfig, synthesize_corpus
+from sirem_cli.api.synth import run_synth
+from sirem_cli.synth.corpus import SynthConfig
 t0 = time.perf_counter()
-res = synthesize_corpus(Path({out!r}), SynthConfig(subjects={subjects}, utterances={utterances},
+res = run_synth(Path({out!r}), SynthConfig(subjects={subjects}, utterances={utterances},
                         seconds={seconds}), overwrite=True)
 result = dict(wall_s=time.perf_counter() - t0, scan_s=sum(u.seconds for u in res.utterances))
 """
@@ -30,9 +31,10 @@ result = dict(wall_s=time.perf_counter() - t0, scan_s=sum(u.seconds for u in res
 PREPARE = """
 import time
 from pathlib import Path
-from sirem_cli.data.prepare import PrepareConfig, prepare
+from sirem_cli.api.prepare import run_prepare
+from sirem_cli.data.prepare import PrepareConfig
 t0 = time.perf_counter()
-res = prepare(Path({root!r}), Path({out!r}), PrepareConfig(subjects={subjects!r}), overwrite=True)
+res = run_prepare(Path({root!r}), Path({out!r}), PrepareConfig(subjects={subjects!r}), overwrite=True)
 wall = time.perf_counter() - t0
 frames = sum(r.frames for r in res.utterances)
 result = dict(wall_s=wall, frames=frames, utterances=len(res.utterances), frames_per_s=frames / wall)

@@ -26,23 +26,29 @@ ACQ_MS = 13 * 6.004  # one 13-arm frame
 
 SETUP = """
 from pathlib import Path
-from sirem_cli.synth.corpus import SynthConfig, synthesize_corpus
-from sirem_cli.data.prepare import PrepareConfig, prepare
-synthesize_corpus(Path({tmp!r}) / "corpus", SynthConfig(subjects=1, utterances=1, seconds={seconds}), overwrite=True)
-prepare(Path({tmp!r}) / "corpus", Path({tmp!r}) / "prepared.h5", PrepareConfig(), overwrite=True)
+from sirem_cli.api.synth import run_synth
+from sirem_cli.synth.corpus import SynthConfig
+from sirem_cli.api.prepare import run_prepare
+from sirem_cli.data.prepare import PrepareConfig
+run_synth(Path({tmp!r}) / "corpus", SynthConfig(subjects=1, utterances=1, seconds={seconds}), overwrite=True)
+run_prepare(Path({tmp!r}) / "corpus", Path({tmp!r}) / "prepared.h5", PrepareConfig(), overwrite=True)
 result = {{}}
 """
 
 RECON = """
-import shutil, time
+import os, shutil, time
 from pathlib import Path
 import h5py
 from sirem_cli.models.sirem_net import ModelConfig, SiremNet
 from sirem_cli.training.checkpoint import save_checkpoint
-from sirem_cli.api.model import ModelRunConfig, run_reconstruct
+from sirem_cli.api.audio import ModelRunConfig
+from sirem_cli.api.reconstruct import run_reconstruct
 tmp = Path({tmp!r})
 prepared = tmp / "prepared_{encoder}.h5"
-shutil.copy(tmp / "prepared.h5", prepared)   # no cached embeddings
+shutil.copy(tmp / "prepared.h5", prepared)
+cache = tmp / "embedding-cache-{encoder}"   # an empty embedding cache: the first run encodes
+shutil.rmtree(cache, ignore_errors=True)
+os.environ["SIREM_CACHE"] = str(cache)
 hubert_dir = None
 if {encoder!r} == "hubert":
     from sirem_cli.models.encoders import random_hubert
@@ -70,7 +76,9 @@ TRAIN = """
 import time
 import numpy as np
 import torch
-from sirem_cli.training.loop import FrameData, TrainConfig, train
+from sirem_cli.training.config import TrainConfig
+from sirem_cli.training.data import FrameData
+from sirem_cli.training.loop import train
 n = {frames}
 rng = np.random.default_rng(0)
 data = FrameData(
@@ -79,7 +87,7 @@ data = FrameData(
     target=torch.from_numpy(rng.random((n, 84, 84)).astype(np.float32)),
     eba=torch.from_numpy(rng.random((n, 84, 84)).astype(np.float32)),
 )
-cfg = TrainConfig(epochs=2, encoder="hubert", device={device!r}, val_every=10)
+cfg = TrainConfig.build(epochs=2, encoder="hubert", device={device!r}, val_every=10)
 t0 = time.perf_counter()
 res = train(cfg, data, None, out_path=__import__("pathlib").Path({tmp!r}) / "train_bench.pt")
 wall = time.perf_counter() - t0

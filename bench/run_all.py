@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("bench_data.py", "bench_baselines.py", "bench_model.py", "bench_nufft.py")
+SCRIPTS = (
+    "bench_data.py",
+    "bench_long.py",
+    "bench_baselines.py",
+    "bench_model.py",
+    "bench_nufft.py",
+)
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 # The whole sirem pipeline on the built-in synthetic corpus, offline, in one folder.
 # Usage: bash examples/demo.sh [OUT_DIR]        (make demo runs it with OUT_DIR=demo_out)
 # Environment: SIREM (the sirem executable), DEMO_SUBJECTS, DEMO_UTTERANCES, DEMO_SECONDS,
-# DEMO_EPOCHS to scale it.
+# DEMO_EPOCHS to scale it. Every step passes --overwrite so that the demo can run again into the
+# same folder (sirem never replaces an existing output without it).
 set -euo pipefail
 OUT=${1:-demo_out}
 SIREM=${SIREM:-sirem}
@@ -22,29 +23,33 @@ step "2/8 prepare it (splits by subject)"
 $SIREM prepare "$OUT/corpus" "$OUT/prepared.h5" --overwrite
 
 step "3/8 baselines on the test subjects: gridding, wavelet and TV (lambda chosen on validation)"
-$SIREM baseline "$OUT/prepared.h5" "$OUT/gridding.h5" --method gridding
-$SIREM baseline "$OUT/prepared.h5" "$OUT/wavelet.h5" --method wavelet --lam auto
-$SIREM baseline "$OUT/prepared.h5" "$OUT/tv.h5" --method tv --lam auto
+$SIREM baseline "$OUT/prepared.h5" "$OUT/gridding.h5" --method gridding --overwrite
+$SIREM baseline "$OUT/prepared.h5" "$OUT/wavelet.h5" --method wavelet --lam auto --overwrite
+$SIREM baseline "$OUT/prepared.h5" "$OUT/tv.h5" --method tv --lam auto --overwrite
 
-# The paper's hyperparameters; only the 13 arm logits get a larger learning rate
-# (--arm-lr), because this small corpus gives ~10^3 steps where the paper has ~10^5.
+# The paper's hyperparameters; only the 13 arm logits get a larger learning rate (--arm-lr
+# 0.05, the default), because this small corpus gives ~10^3 steps where the paper has ~10^5.
 step "4/8 train SIREM with the mel encoder, with audio"
-$SIREM train "$OUT/prepared.h5" --encoder mel --epochs "$EPOCHS" --arm-lr 0.05 --out "$OUT/sirem.pt"
+$SIREM train "$OUT/prepared.h5" --encoder mel --epochs "$EPOCHS" --out "$OUT/sirem.pt" \
+  --overwrite
 
 step "5/8 train the w/o-audio ablation"
-$SIREM train "$OUT/prepared.h5" --encoder mel --epochs "$EPOCHS" --arm-lr 0.05 --no-audio \
-  --out "$OUT/sirem-no-audio.pt"
+$SIREM train "$OUT/prepared.h5" --encoder mel --epochs "$EPOCHS" --no-audio \
+  --out "$OUT/sirem-no-audio.pt" --overwrite
 
 step "6/8 reconstruct the test subjects with both models"
-$SIREM reconstruct --ckpt "$OUT/sirem.pt" "$OUT/prepared.h5" "$OUT/sirem.h5"
-$SIREM reconstruct --ckpt "$OUT/sirem-no-audio.pt" "$OUT/prepared.h5" "$OUT/sirem-no-audio.h5"
+$SIREM reconstruct --ckpt "$OUT/sirem.pt" "$OUT/prepared.h5" "$OUT/sirem.h5" --overwrite
+$SIREM reconstruct --ckpt "$OUT/sirem-no-audio.pt" "$OUT/prepared.h5" "$OUT/sirem-no-audio.h5" \
+  --overwrite
 # the MRI branch alone: gridding of the same learned arm-weighted k-space
-$SIREM reconstruct --ckpt "$OUT/sirem.pt" "$OUT/prepared.h5" "$OUT/sirem-mri.h5" --branch mri
+$SIREM reconstruct --ckpt "$OUT/sirem.pt" "$OUT/prepared.h5" "$OUT/sirem-mri.h5" --branch mri \
+  --overwrite
 
 step "7/8 evaluate against the ground truth and the reference; tables and figures"
 # (examples/figures.sh redraws the README's figures from the same files: make figures)
 $SIREM evaluate "$OUT/sirem.h5" "$OUT/sirem-no-audio.h5" "$OUT/sirem-mri.h5" "$OUT/gridding.h5" "$OUT/wavelet.h5" "$OUT/tv.h5" \
-  --target truth --target reference --prepared "$OUT/prepared.h5" --out "$OUT/report"
+  --target truth --target reference --prepared "$OUT/prepared.h5" --out "$OUT/report" \
+  --overwrite
 
 step "8/8 export one test utterance as a video with its sound"
 PREFIX=$("${SIREM%sirem}python" -c "
@@ -52,7 +57,8 @@ import sys
 from sirem_cli.io.prepared import ReconSet
 print(ReconSet(sys.argv[1]).utterances[0].prefix)" "$OUT/sirem.h5" 2>/dev/null || true)
 if [ -n "$PREFIX" ]; then
-  $SIREM export "$OUT/sirem.h5" "$OUT/$PREFIX.mp4" --prepared "$OUT/prepared.h5" --utterance "$PREFIX"
+  $SIREM export "$OUT/sirem.h5" "$OUT/$PREFIX.mp4" --prepared "$OUT/prepared.h5" --utterance "$PREFIX" \
+    --overwrite
 fi
 
 step "done: outputs in $OUT/ (report/metrics.md, report/figure2.png, report/figure3.png)"

@@ -13,14 +13,15 @@ Both models are trained through :func:`run_train` and reconstructed through
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from sirem_cli.api.model import ModelRunConfig, run_reconstruct, run_train
+from sirem_cli.api.audio import ModelRunConfig
+from sirem_cli.api.reconstruct import run_reconstruct
+from sirem_cli.api.train import run_train
 from sirem_cli.io.prepared import PreparedSet, ReconSet
-from sirem_cli.training.loop import TrainConfig
+from sirem_cli.training.config import TrainConfig
 
 
 def _truth_psnr(recon: Path, prepared: Path) -> float:
@@ -51,7 +52,7 @@ def _train_and_score(prepared: Path, tmp_path: Path, name: str, config: TrainCon
 
 
 # A smaller decoder than the paper's keeps this under a minute per model on 2 cores.
-CONFIG = TrainConfig(
+CONFIG = TrainConfig.build(
     encoder="mel", arm_lr=0.05, decoder_hidden=(256, 512), device="cpu", val_every=5
 )
 
@@ -64,7 +65,7 @@ def test_audio_beats_the_no_audio_ablation_on_held_out_speakers(shared_anatomy_p
     """
     audio = _train_and_score(shared_anatomy_prepared, tmp_path, "audio", CONFIG)
     ablation = _train_and_score(
-        shared_anatomy_prepared, tmp_path, "no-audio", dataclasses.replace(CONFIG, no_audio=True)
+        shared_anatomy_prepared, tmp_path, "no-audio", CONFIG.replace(no_audio=True)
     )
     print(f"audio {audio['fused']:.2f} dB, no audio {ablation['fused']:.2f} dB")
     assert audio["fused"] > ablation["fused"] + 0.5
@@ -82,13 +83,13 @@ def test_with_k_arms_the_model_beats_its_ablation_and_its_mri_branch(
     gridding, which the audio cannot beat (docs/ablation.md). Measured: 21.85 dB with audio,
     18.52 without, 10.4 for the MRI branch; sum p = 1.96.
     """
-    config = dataclasses.replace(CONFIG, arm_select="topk", eba_mode="learned")
+    config = CONFIG.replace(arm_select="topk", eba_mode="learned")
     audio = _train_and_score(shared_anatomy_prepared, tmp_path, "topk", config)
     ablation = _train_and_score(
         shared_anatomy_prepared,
         tmp_path,
         "topk-no-audio",
-        dataclasses.replace(config, no_audio=True),
+        config.replace(no_audio=True),
     )
     print(
         f"topk: audio {audio['fused']:.2f} dB, no audio {ablation['fused']:.2f} dB, "

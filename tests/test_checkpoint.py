@@ -110,7 +110,7 @@ def test_truncated_file(tmp_path):
     path = save_checkpoint(tmp_path / "model.pt", _model())
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(FormatError, match="not a readable sirem checkpoint"):
+    with pytest.raises(FormatError, match="truncated or corrupt"):
         read_checkpoint(path)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import h5py
@@ -11,10 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from sirem_cli.cli import app
-from sirem_cli.io.prepared import ReconSet
+from sirem_cli.io.prepared import PreparedSet, ReconSet
 from sirem_cli.nufft.backend import select_backend
 
 runner = CliRunner()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def invoke(*args: str):
@@ -27,9 +33,9 @@ def invoke(*args: str):
 def work(tmp_path_factory, prepared_file: Path) -> dict[str, Path]:
     """baseline (gridding) + train with and without audio + reconstruct, once for the module."""
     tmp = tmp_path_factory.mktemp("pipeline")
-    prepared = tmp / "prepared.h5"  # a private copy: training caches embeddings in it
+    prepared = tmp / "prepared.h5"  # a private copy, to check that nothing writes to it
     prepared.write_bytes(prepared_file.read_bytes())
-    paths = {"prepared": prepared, "tmp": tmp}
+    paths = {"prepared": prepared, "tmp": tmp, "prepared_sha": _sha256(prepared_file)}
     invoke("baseline", prepared, tmp / "gridding.h5", "--method", "gridding", "--split", "all")
     paths["gridding"] = tmp / "gridding.h5"
     for name, extra in (("sirem", []), ("sirem-no-audio", ["--no-audio"])):
@@ -76,10 +82,13 @@ def test_baseline_writes_the_recon_format(work):
         assert f.attrs["nufft_backend"] == choice.name and f.attrs["device"] == choice.device
 
 
-def test_training_caches_embeddings_and_logs(work):
+def test_training_caches_embeddings_outside_the_prepared_file_and_logs(work):
+    assert _sha256(work["prepared"]) == work["prepared_sha"]  # an input: never written
     with h5py.File(work["prepared"], "r") as f:
-        group = next(iter(f["utterances"].values()))
-        assert group["embeddings/mel"].shape[0] == group["kspace"].shape[0]
+        sizes = {len(g["kspace"]) for g in f["utterances"].values()}
+    entries = list((Path(os.environ["SIREM_CACHE"]) / "embeddings").glob("mel-*/*.npz"))
+    assert len(entries) >= 3  # one per utterance
+    assert {np.load(e)["embeddings"].shape[0] for e in entries} >= sizes
     log = json.loads(work["sirem.pt"].with_suffix(".log.json").read_text())
     assert len(log["records"]) == 2
     assert work["sirem.pt"].with_suffix(".log.csv").read_text().count("\n") >= 3
@@ -354,3 +363,25 @@ def test_temporal_tv_with_spatial_tv(work, tmp_path):
     assert rs.method == "ttv"
     with h5py.File(out, "r") as f:
         assert json.loads(f.attrs["config"])["lam_spatial"] == 0.01
+
+
+def test_reconstruct_warns_when_a_speaker_was_in_the_training_split(work, tmp_path):
+    """The checkpoint records its training speakers; reconstructing them says so."""
+    from sirem_cli.training.checkpoint import read_checkpoint
+
+    subjects = read_checkpoint(work["sirem.pt"]).train_config["train_subjects"]
+    train_refs = [u for u in PreparedSet([work["prepared"]]).utterances if u.split == "train"]
+    assert sorted({u.subject for u in train_refs}) == subjects
+    result = runner.invoke(
+        app,
+        ["reconstruct", "--ckpt", str(work["sirem.pt"]), str(work["prepared"]),
+         str(tmp_path / "r.h5"), "--split", "train"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "was trained on" in result.output and subjects[0] in result.output
+    clean = runner.invoke(
+        app,
+        ["reconstruct", "--ckpt", str(work["sirem.pt"]), str(work["prepared"]),
+         str(tmp_path / "t.h5"), "--split", "test"],
+    )  # fmt: skip
+    assert clean.exit_code == 0 and "was trained on" not in clean.output

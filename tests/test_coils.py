@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import binary_dilation, binary_erosion
 
 from sirem_cli.errors import ShapeError
-from sirem_cli.mri.coils import coil_images_from_rotation_average, walsh_maps
+from sirem_cli.mri.coils import gridded_coil_images, walsh_maps
 from sirem_cli.mri.spiral import to_radians, vd_spiral
 from sirem_cli.nufft import make_nufft
 from sirem_cli.nufft._ndft import ndft_adjoint
@@ -80,7 +80,7 @@ def test_rotation_average_matches_the_exact_adjoint():
     traj = to_radians(traj_c)
     dcf = np.broadcast_to(dcf, (3, 40))
     ksp = rng.standard_normal((4, 2, 3, 40)) + 1j * rng.standard_normal((4, 2, 3, 40))
-    got = coil_images_from_rotation_average(ksp, traj, dcf, (16, 16))
+    got = gridded_coil_images(ksp.mean(0), traj, dcf, (16, 16))  # the rotation average
     expected = ndft_adjoint((ksp.mean(0) * dcf).reshape(2, -1), traj.reshape(-1, 2), (16, 16))
     assert got.shape == (2, 16, 16) and got.dtype == np.complex64
     assert np.linalg.norm(got - expected) / np.linalg.norm(expected) < 1e-3
@@ -97,7 +97,7 @@ def test_end_to_end_from_spiral_kspace():
     op = make_nufft(traj, (n, n), eps=1e-8)
     ksp = op.forward(true * obj).reshape(1, n_coils, *traj.shape[:2])
     ksp = np.repeat(ksp, 3, axis=0)
-    imgs = coil_images_from_rotation_average(ksp, traj, dcf, (n, n))
+    imgs = gridded_coil_images(ksp.mean(0), traj, dcf, (n, n))
     est = walsh_maps(imgs, smoothing=5, ref_coil=0)
     inner = binary_erosion(support, iterations=3)
     err, corr = _compare(est, _referenced(true, 0), inner)
@@ -121,12 +121,10 @@ def test_walsh_validation(kwargs, match):
         walsh_maps(**args)
 
 
-def test_rotation_average_validation():
+def test_gridded_coil_images_validation():
     with pytest.raises(ShapeError, match="kspace"):
-        coil_images_from_rotation_average(
-            np.zeros((2, 3, 4)), np.zeros((3, 4, 2)), np.ones((3, 4)), (8, 8)
-        )
+        gridded_coil_images(np.zeros((3, 4)), np.zeros((3, 4, 2)), np.ones((3, 4)), (8, 8))
     with pytest.raises(ShapeError, match="traj"):
-        coil_images_from_rotation_average(
-            np.zeros((1, 2, 3, 4)), np.zeros((3, 5, 2)), np.ones((3, 4)), (8, 8)
-        )
+        gridded_coil_images(np.zeros((2, 3, 4)), np.zeros((3, 5, 2)), np.ones((3, 4)), (8, 8))
+    with pytest.raises(ShapeError, match="dcf"):
+        gridded_coil_images(np.zeros((2, 3, 4)), np.zeros((3, 4, 2)), np.ones((3, 5)), (8, 8))

@@ -7,7 +7,6 @@ with the probe's reason (the backend selection and fallback are tested in test_n
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import numpy as np
 import pytest
@@ -79,7 +78,7 @@ def test_training_on_cuda_follows_the_cpu_run(need_cuda, tmp_path):
     config = small_config(epochs=3, val_every=1, dropout=0.0)
     runs = {}
     for device in ("cpu", "cuda"):
-        cfg = dataclasses.replace(config, device=device)
+        cfg = config.replace(device=device)
         runs[device] = train(cfg, data, data, out_path=tmp_path / f"{device}.pt")
     assert next(runs["cuda"].model.parameters()).device.type == "cuda"
     cpu_loss = [r["loss"] for r in runs["cpu"].records]
@@ -91,7 +90,8 @@ def test_training_on_cuda_follows_the_cpu_run(need_cuda, tmp_path):
 
 def test_reconstruct_on_cuda_matches_cpu(need_cuda, prepared_file, tmp_path):
     """`sirem reconstruct --device cuda` writes the CPU's images, and says it used cufinufft."""
-    from sirem_cli.api.model import ModelRunConfig, run_reconstruct
+    from sirem_cli.api.audio import ModelRunConfig
+    from sirem_cli.api.reconstruct import run_reconstruct
     from sirem_cli.io.prepared import ReconSet
     from sirem_cli.training.checkpoint import save_checkpoint
 

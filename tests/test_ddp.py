@@ -10,8 +10,11 @@ from pathlib import Path
 
 import torch
 
+from sirem_cli.models.sirem_net import ModelConfig
 from sirem_cli.training.checkpoint import read_checkpoint
-from sirem_cli.training.loop import FrameData, TrainConfig, save_frame_data, train
+from sirem_cli.training.config import TrainConfig
+from sirem_cli.training.data import FrameData
+from sirem_cli.training.loop import train
 
 A = 13
 SIZE = 8
@@ -28,31 +31,24 @@ def frames(n: int, seed: int) -> FrameData:
 
 
 def test_two_cpu_processes_train_like_one_with_the_double_batch(tmp_path):
-    train_data, val_data = frames(16, 0), frames(6, 1)
-    save_frame_data(train_data, tmp_path / "train.pt")
-    save_frame_data(val_data, tmp_path / "val.pt")
+    train_data, val_data = frames(16, 0), frames(6, 1)  # ddp_worker.py builds the same
     # dropout 0: with it, each rank would draw its own masks and the comparison would not hold
     config = TrainConfig(
-        image_size=(SIZE, SIZE),
-        decoder_hidden=(16,),
-        dropout=0.0,
+        model=ModelConfig(
+            image_size=(SIZE, SIZE), decoder_hidden=(16,), dropout=0.0, encoder="mel"
+        ),
         epochs=2,
         batch_size=4,
         val_every=1,
         lr=1e-2,
         device="cpu",
-        encoder="mel",
     )
     repo = Path(__file__).resolve().parents[1]
     python_path = os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=python_path)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-        "-m", "sirem_cli.training.distributed",
-        "--train", str(tmp_path / "train.pt"), "--val", str(tmp_path / "val.pt"),
-        "--out", str(tmp_path / "ddp.pt"), "--config", config.to_json(),
-        "--log-json", str(tmp_path / "log.json"),
-        "--rank-params-dir", str(tmp_path / "ranks"),
+        str(repo / "tests" / "ddp_worker.py"), str(tmp_path), config.to_json(),
     ]  # fmt: skip
     done = subprocess.run(command, env=env, cwd=repo, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

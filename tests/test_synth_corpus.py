@@ -180,13 +180,12 @@ def test_audio_track_and_textgrid(synth_corpus):
 
 
 def test_synth_is_deterministic(tmp_path):
-    from sirem_cli.synth.corpus import SynthConfig, synthesize_corpus
+    from sirem_cli.api.synth import run_synth
+    from sirem_cli.synth.corpus import SynthConfig
 
     outs = []
     for name in ("a", "b"):
-        synthesize_corpus(
-            tmp_path / name, SynthConfig(subjects=1, utterances=1, seconds=1.0, seed=5)
-        )
+        run_synth(tmp_path / name, SynthConfig(subjects=1, utterances=1, seconds=1.0, seed=5))
         raw = next((tmp_path / name).rglob("*_raw.h5"))
         with h5py.File(raw, "r") as f:
             outs.append(np.concatenate([d for d in f["dataset/data"]["data"]]))

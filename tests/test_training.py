@@ -12,14 +12,9 @@ import torch
 
 from sirem_cli.errors import InputError, ShapeError
 from sirem_cli.training.checkpoint import load_model, read_checkpoint
-from sirem_cli.training.loop import (
-    FrameData,
-    TrainConfig,
-    load_frame_data,
-    resume_path_for,
-    save_frame_data,
-    train,
-)
+from sirem_cli.training.config import TrainConfig
+from sirem_cli.training.data import FrameData
+from sirem_cli.training.loop import resume_path_for, train
 
 A = 13
 SIZE = 10
@@ -36,7 +31,7 @@ def random_frames(n: int, seed: int, emb_dim: int = 6) -> FrameData:
 
 
 def small_config(**changes) -> TrainConfig:
-    base = TrainConfig(
+    base = TrainConfig.build(
         image_size=(SIZE, SIZE),
         decoder_hidden=(16, 32),
         epochs=4,
@@ -46,7 +41,7 @@ def small_config(**changes) -> TrainConfig:
         device="cpu",
         encoder="mel",
     )
-    return dataclasses.replace(base, **changes)
+    return base.replace(**changes)
 
 
 def final_state(path):
@@ -64,8 +59,9 @@ def test_defaults_follow_the_paper():
     assert (config.lr, config.weight_decay, config.batch_size, config.epochs) == (1e-4, 1e-5, 8, 20)
     assert (config.grad_clip, config.val_every, config.budget_k) == (1.0, 5, 2.0)
     assert (config.psf_weight, config.budget_weight, config.mask_weight) == (0.1, 0.01, 0.01)
-    assert config.decoder_hidden == (1024, 2048) and config.image_size == (84, 84)
-    assert (config.eba_mode, config.arm_select, config.no_audio) == ("static", "soft", False)
+    model = config.model
+    assert model.decoder_hidden == (1024, 2048) and model.image_size == (84, 84)
+    assert (model.eba_mode, model.arm_select, model.no_audio) == ("static", "soft", False)
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config
     with pytest.raises(InputError, match="unknown training option"):
         TrainConfig.from_dict({"learning_rate": 1})
@@ -77,7 +73,7 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path):
     runs = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         train(
-            dataclasses.replace(config, seed=seed),
+            config.replace(seed=seed),
             train_data,
             val_data,
             out_path=tmp_path / f"{name}.pt",
@@ -112,7 +108,7 @@ def test_resume_gives_the_uninterrupted_result(tmp_path):
     assert strip(full.records) == strip(resumed.records)
     with pytest.raises(InputError, match="lr"):
         train(
-            dataclasses.replace(config, lr=0.5),
+            config.replace(lr=0.5),
             train_data,
             val_data,
             out_path=tmp_path / "cut.pt",
@@ -165,13 +161,11 @@ def test_numpy_backed_and_concatenated_data_train_the_same(tmp_path):
     config = small_config(epochs=2)
     joined = FrameData.concat([part1, part2])
     assert len(joined) == 12 and torch.equal(joined.target[6:], part2.target)
-    as_numpy = FrameData(*(getattr(joined, f.name).numpy() for f in dataclasses.fields(FrameData)))
+    fields = [getattr(joined, f.name) for f in dataclasses.fields(FrameData)]
+    as_numpy = FrameData(*(None if v is None else v.numpy() for v in fields))
     train(config, joined, val, out_path=tmp_path / "t.pt")
     train(config, as_numpy, val, out_path=tmp_path / "n.pt")
     assert_same_state(final_state(tmp_path / "t.resume.pt"), final_state(tmp_path / "n.resume.pt"))
-    save_frame_data(joined, tmp_path / "frames.pt")
-    again = load_frame_data(tmp_path / "frames.pt")
-    assert torch.equal(again.arm_images, joined.arm_images) and torch.equal(again.eba, joined.eba)
 
 
 @pytest.mark.parametrize(
@@ -225,7 +219,7 @@ def informative_problem(n: int, seed: int, emb_dim: int = 4) -> FrameData:
 
 def test_audio_beats_the_no_audio_ablation_when_audio_is_informative(tmp_path):
     train_data, val_data = informative_problem(128, 0), informative_problem(48, 1)
-    config = TrainConfig(
+    config = TrainConfig.build(
         image_size=(12, 12),
         decoder_hidden=(64, 128),
         dropout=0.0,
@@ -238,7 +232,7 @@ def test_audio_beats_the_no_audio_ablation_when_audio_is_informative(tmp_path):
     )
     audio = train(config, train_data, val_data, out_path=tmp_path / "audio.pt")
     ablation = train(
-        dataclasses.replace(config, no_audio=True),
+        config.replace(no_audio=True),
         train_data,
         val_data,
         out_path=tmp_path / "no.pt",
@@ -270,7 +264,7 @@ def test_arm_lr_moves_only_the_arm_logits_faster(tmp_path):
         )
         logits[name] = result.model.arm_logits.detach().abs().max().item()
     assert logits["fast"] > 10 * logits["same"]
-    with pytest.raises(InputError, match="arm_lr"):
+    with pytest.raises(InputError, match="--arm-lr"):
         small_config(arm_lr=0.0)
 
 
@@ -286,3 +280,70 @@ def test_embeddings_are_standardized_with_training_statistics(tmp_path):
         torch.testing.assert_close(pa, pb, rtol=1e-3, atol=1e-4, msg=name)
     stored = read_checkpoint(tmp_path / "b.pt").state_dict
     assert torch.allclose(stored["embedding_mean"], data.embeddings.mean(0) * 50 + 100, rtol=1e-4)
+
+
+def test_residual_fusion_never_loses_to_its_mri_branch(tmp_path):
+    """--fusion residual: x = x_m + w (x_a - x_m), w from 0, MSE only; kept only if it beats
+    w = 0 on validation. With uninformative audio w falls back to 0 (x = x_m exactly); with
+    audio that explains the targets it is kept and beats x_m."""
+    from sirem_cli.models.sirem_net import SiremNet
+
+    config = small_config(epochs=6, val_every=1, lr=3e-3, fusion="residual", dropout=0.0)
+    # audio carries nothing: the targets are noise unrelated to it
+    noise_train, noise_val = random_frames(24, 0), random_frames(12, 1)
+    result = train(config, noise_train, noise_val, out_path=tmp_path / "noise.pt")
+    checkpoint = read_checkpoint(tmp_path / "noise.pt")
+    info = checkpoint.info
+    assert info["val_psnr_w0"] >= info["val_psnr_learned_w"] or info["residual_kept"]
+    model = SiremNet(checkpoint.model_config)
+    model.load_state_dict(checkpoint.state_dict)
+    out = model.forward(noise_val.embeddings, noise_val.arm_images)
+    if not info["residual_kept"]:
+        assert torch.equal(checkpoint.state_dict["residual_w"], torch.zeros(SIZE, SIZE))
+        assert torch.equal(out.recon, out.x_mri)
+    assert result.best_val_psnr >= info["val_psnr_w0"] - 1e-9
+    # audio decides the target: the fusion learns to use it and beats the MRI branch
+    gen = torch.Generator().manual_seed(3)
+
+    def informative(n: int, seed: int) -> FrameData:
+        data = random_frames(n, seed)
+        blob = torch.zeros(SIZE, SIZE)
+        blob[2:6, 3:7] = 1.0
+        level = torch.rand(n, generator=gen)
+        data.embeddings[:, 0] = level * 4
+        data.target[:] = 0.2 + 0.6 * level[:, None, None] * blob
+        return data
+
+    result = train(config, informative(48, 4), informative(16, 5), out_path=tmp_path / "a.pt")
+    info = read_checkpoint(tmp_path / "a.pt").info
+    assert info["residual_kept"] and info["val_psnr_learned_w"] > info["val_psnr_w0"] + 1.0
+
+
+def test_resume_with_more_epochs_continues_the_run(tmp_path):
+    """--resume --epochs N continues a finished run to N epochs; the same N is refused."""
+    data, val = random_frames(12, 0), random_frames(4, 1)
+    out = tmp_path / "m.pt"
+    first = train(small_config(epochs=2, val_every=1), data, val, out_path=out)
+    more = train(small_config(epochs=4, val_every=1), data, val, out_path=out, resume=True)
+    assert [r["epoch"] for r in more.records] == [1, 2, 3, 4]
+    assert more.records[:2] == first.records[:2]  # the finished epochs are kept as they were
+    assert more.records[2]["lr"] < more.records[0]["lr"]  # the cosine schedule goes on
+    with pytest.raises(InputError, match="already finished 4 epochs"):
+        train(small_config(epochs=4, val_every=1), data, val, out_path=out, resume=True)
+
+
+def test_the_log_separates_constant_loss_terms():
+    """With the static fusion map L_mask has no gradient: it is named as constant and the
+    trained loss leaves it out; a learned map makes it a trained term."""
+    from sirem_cli.training.loop import constant_terms
+
+    assert constant_terms(small_config()) == ("mask",)
+    assert constant_terms(small_config(eba_mode="learned")) == ()
+    assert constant_terms(small_config(fusion="residual")) == ()
+
+
+def test_training_records_its_speakers_and_target(tmp_path):
+    config = small_config(epochs=1, train_subjects=["sub009", "sub013"], target="truth")
+    train(config, random_frames(8, 0), None, out_path=tmp_path / "m.pt")
+    stored = read_checkpoint(tmp_path / "m.pt").train_config
+    assert stored["train_subjects"] == ["sub009", "sub013"] and stored["target"] == "truth"

@@ -11,10 +11,16 @@ from typing import Any
 import numpy as np
 
 from sirem_cli.errors import InputError, SiremError
+from sirem_cli.io.output import check_output, claim_outputs
 from sirem_cli.io.prepared import PreparedSet, ReconSet
 
 StageFn = Callable[[str, int, int], None]
 BUILTIN_TARGETS = ("reference", "truth")
+#: Files ``--out DIR`` receives; the figures go to ``--report DIR`` instead when it is given,
+#: and it also receives ``tables.md``.
+METRIC_FILES = ("metrics.json", "metrics.csv", "metrics.md")
+FIGURE_FILES = ("figure2.png", "figure2.labels.json", "figure3.png", "figure3.labels.json")
+REPORT_FILES = ("tables.md",)
 
 
 def _load_recon(path: Path) -> tuple[str, dict[str, np.ndarray]]:
@@ -119,6 +125,7 @@ def run_evaluate(
     fid_max_frames: int | None = 512,
     figures: bool = True,
     report_dir: Path | None = None,
+    overwrite: bool = False,
     progress: StageFn | None = None,
 ) -> EvaluateResult:
     """Evaluate every reconstruction file against every target; write metrics and figures.
@@ -128,9 +135,50 @@ def run_evaluate(
     sidecars. ``report_dir`` is the older ``--report`` folder: when given, the figures and a
     ``tables.md`` go there instead (and the metrics stay in ``out_dir``).
 
-    LPIPS/FID weight files missing from ``weights_dir`` and the torch hub cache are downloaded
-    into the cache (verified) unless ``offline`` (None: ``SIREM_OFFLINE`` / ``HF_HUB_OFFLINE``).
+    The files written (:data:`METRIC_FILES`, :data:`FIGURE_FILES`, :data:`REPORT_FILES`) follow
+    the output policy of :mod:`sirem_cli.io.output`. LPIPS/FID weight
+    files missing from ``weights_dir`` and the torch hub cache are downloaded into the cache
+    (verified) unless ``offline`` (None: ``SIREM_OFFLINE`` / ``HF_HUB_OFFLINE``).
     """
+    outputs = [Path(out_dir) / name for name in METRIC_FILES] if out_dir is not None else []
+    figure_dir = report_dir if report_dir is not None else out_dir
+    if figures and figure_dir is not None:
+        outputs += [Path(figure_dir) / name for name in FIGURE_FILES]
+    if report_dir is not None:
+        outputs += [Path(report_dir) / name for name in REPORT_FILES]
+    inputs = [*recon_paths, *prepared, *(t for t in targets if t not in BUILTIN_TARGETS)]
+    for path in outputs:
+        check_output(path, inputs=inputs, overwrite=overwrite)
+    with claim_outputs(outputs, inputs=inputs, overwrite=overwrite):
+        return _run_evaluate(
+            recon_paths,
+            targets,
+            prepared=prepared,
+            out_dir=out_dir,
+            metrics=metrics,
+            weights_dir=weights_dir,
+            offline=offline,
+            fid_max_frames=fid_max_frames,
+            figure_dir=figure_dir if figures else None,
+            report_dir=report_dir,
+            progress=progress,
+        )
+
+
+def _run_evaluate(
+    recon_paths: Sequence[Path],
+    targets: Sequence[str],
+    *,
+    prepared: Sequence[Path],
+    out_dir: Path | None,
+    metrics: str | Sequence[str] | None,
+    weights_dir: Path | None,
+    offline: bool | None,
+    fid_max_frames: int | None,
+    figure_dir: Path | None,
+    report_dir: Path | None,
+    progress: StageFn | None,
+) -> EvaluateResult:
     from sirem_cli.metrics.evaluate import PerceptualModels, evaluate_methods
     from sirem_cli.metrics.registry import parse_metrics
     from sirem_cli.report.outputs import write_results
@@ -169,8 +217,7 @@ def run_evaluate(
         )
     files = write_results(results, out_dir) if out_dir is not None else {}
     report_files: list[Path] = []
-    figure_dir = report_dir if report_dir is not None else out_dir
-    if figure_dir is not None and figures:
+    if figure_dir is not None:
         report_files = write_figures(
             by_method, recon_paths, targets[0], prefixes, prepared_set, Path(figure_dir)
         )
@@ -318,8 +365,29 @@ def run_export(
     *,
     kind: str = "mp4",
     n_frames: int = 8,
+    overwrite: bool = False,
 ) -> Path:
-    """Write one utterance of a reconstruction as an MP4 with its audio, a GIF or a PNG strip."""
+    """Write one utterance of a reconstruction as an MP4 with its audio, a GIF or a PNG strip.
+
+    ``out`` follows the output policy of :mod:`sirem_cli.io.output`.
+    """
+    if n_frames < 1:
+        raise InputError(f"--frames must be >= 1, got {n_frames}")
+    inputs = [recon_path, *prepared]
+    check_output(Path(out), inputs=inputs, overwrite=overwrite)
+    with claim_outputs([out], inputs=inputs, overwrite=overwrite):
+        return _run_export(recon_path, prepared, prefix, Path(out), kind=kind, n_frames=n_frames)
+
+
+def _run_export(
+    recon_path: Path,
+    prepared: Sequence[Path],
+    prefix: str,
+    out: Path,
+    *,
+    kind: str,
+    n_frames: int,
+) -> Path:
     from sirem_cli.report.video import audio_offset_s, write_gif, write_mp4, write_png_strip
 
     recon = ReconSet(Path(recon_path))

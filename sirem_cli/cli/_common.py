@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,9 +54,26 @@ def warn(message: str) -> None:
     err.print(Text.assemble(("warning: ", "bold yellow"), message))
 
 
+class _NoteHandler(logging.Handler):
+    """Library notes (logger ``sirem``: a stale lock taken over, temporaries removed) as
+    ``note:`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        notice(record.getMessage())
+
+
+def _install_note_handler() -> None:
+    logger = logging.getLogger("sirem")
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        logger.addHandler(_NoteHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 @contextlib.contextmanager
 def cli_errors() -> Iterator[None]:
     """Turn library errors into one line on stderr and exit status 2."""
+    _install_note_handler()
     try:
         yield
     except SiremError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from enum import Enum
 
-from sirem_cli.models.registry import ARM_SELECTIONS, ENCODERS, FUSION_MAPS
+from sirem_cli.models.registry import ARM_SELECTIONS, ENCODERS, FUSION_MAPS, FUSIONS
 from sirem_cli.recon.registry import BASELINES
 
 
@@ -31,4 +31,5 @@ def choices_help(lead: str, choices: Mapping[str, object]) -> str:
 BaselineMethod = choice_enum("BaselineMethod", BASELINES)
 EncoderName = choice_enum("EncoderName", ENCODERS)
 FusionMap = choice_enum("FusionMap", FUSION_MAPS)
+Fusion = choice_enum("Fusion", FUSIONS)
 ArmSelection = choice_enum("ArmSelection", ARM_SELECTIONS)

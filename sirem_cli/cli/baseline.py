@@ -21,9 +21,17 @@ def baseline(
         "gridding", "--method", help=choices_help("Reconstruction method.", BASELINES)
     ),
     lam: str = typer.Option(
-        None, "--lam", help="Regularization weight, or 'auto' (chosen on --lam-split)."
+        None,
+        "--lam",
+        help="Regularization weight (relative to max |A^H W y|), or 'auto': chosen on "
+        "--lam-split, together with --lam-spatial for ttv.",
     ),
-    iters: int = typer.Option(100, "--iters", help="Iterations of the iterative methods."),
+    iters: int = typer.Option(
+        100,
+        "--iters",
+        help="Iterations of the iterative methods (FISTA for wavelet, primal-dual Condat-Vu "
+        "for tv/ttv, steps from the normal operator's largest eigenvalue).",
+    ),
     lam_spatial: float = typer.Option(
         0.0, "--lam-spatial", help="ttv only: spatial TV weight added per frame (relative)."
     ),
@@ -31,11 +39,23 @@ def baseline(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     lam_split: str = typer.Option("val", "--lam-split", help="Split used by --lam auto."),
     lam_target: str = typer.Option(
-        "reference", "--lam-target", help="reference | truth, for --lam auto."
+        "auto",
+        "--lam-target",
+        help="What --lam auto scores against: truth | reference | auto (truth where present).",
     ),
-    overwrite: bool = typer.Option(
-        True, "--overwrite/--no-overwrite", help="Replace an existing OUT.h5."
+    lam_frames: int = typer.Option(
+        64, "--lam-frames", help="Consecutive frames of each --lam-split utterance --lam auto uses."
     ),
+    window: int = typer.Option(
+        512,
+        "--window",
+        help="Frames reconstructed at once (bounds memory on long utterances); methods that "
+        "couple frames (ttv) overlap windows by --overlap frames.",
+    ),
+    overlap: int = typer.Option(
+        32, "--overlap", help="Frames shared by consecutive windows (ttv)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT.h5."),
 ) -> None:
     """Reconstruct prepared utterances with a non-learned baseline and record ms/frame."""
     if len(prepared) < 2:
@@ -61,7 +81,10 @@ def baseline(
             device=device,
             auto_split=lam_split,
             auto_target=lam_target,
+            auto_frames=lam_frames,
             lam_spatial=lam_spatial,
+            window=window,
+            overlap=overlap,
         )
         config.validate()
         with stage_progress(method.value) as report:
@@ -70,7 +93,10 @@ def baseline(
         notice(result.notice)
     title = f"sirem baseline {result.method} -> {result.out}"
     if result.lam is not None:
-        title += f" (lambda {result.lam:.3g}{', auto' if result.lam_scores else ''})"
+        title += f" (lambda {result.lam:.3g}"
+        if result.lam_spatial:
+            title += f", spatial {result.lam_spatial:.3g}"
+        title += f"{', auto vs ' + result.lam_target if result.lam_scores else ''})"
     out.print(
         table(
             title,
@@ -81,8 +107,8 @@ def baseline(
     if result.lam_scores:
         out.print(
             table(
-                "lambda search (mean PSNR on the validation split)",
-                ["lambda", "PSNR dB"],
-                [[f"{k:.3g}", f"{v:.2f}"] for k, v in result.lam_scores.items()],
+                f"lambda search (mean PSNR against the {result.lam_target}, {lam_split} split)",
+                ["lambda", "spatial lambda", "PSNR dB"],
+                [[f"{k[0]:.3g}", f"{k[1]:.3g}", f"{v:.2f}"] for k, v in result.lam_scores.items()],
             )
         )

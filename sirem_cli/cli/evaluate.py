@@ -62,6 +62,9 @@ def evaluate(
         help="Older option, kept for scripts: figures and tables.md go to this folder instead "
         "of --out (alone, it writes only those).",
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace existing files in --out and --report."
+    ),
 ) -> None:
     """Compare reconstructions with SSIM, PSNR, MSE, NMSE, NRMSE, HFEN, VIF, LPIPS and FID.
 
@@ -71,8 +74,11 @@ def evaluate(
     """
     with cli_errors():
         from sirem_cli.api.evaluate import run_evaluate
+        from sirem_cli.errors import InputError
         from sirem_cli.report.tables import table1, table2
 
+        if fid_frames < 0:
+            raise InputError(f"--fid-frames must be >= 0 (0: all frames), got {fid_frames}")
         with stage_progress("evaluate") as report_fn:
             result = run_evaluate(
                 recons,
@@ -85,6 +91,7 @@ def evaluate(
                 fid_max_frames=fid_frames or None,
                 figures=figures,
                 report_dir=report,
+                overwrite=overwrite,
                 progress=report_fn,
             )
         for block in table1(result.results):

@@ -21,6 +21,7 @@ def export(
     gif: bool = typer.Option(False, "--gif", help="Write an animated GIF (no sound)."),
     png_strip: bool = typer.Option(False, "--png-strip", help="Write a PNG strip of frames."),
     n_frames: int = typer.Option(8, "--frames", help="Frames in the PNG strip."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
 ) -> None:
     """Export a reconstruction at its frame rate with the utterance's audio muxed in sync."""
     with cli_errors():
@@ -29,8 +30,18 @@ def export(
 
         if gif and png_strip:
             raise InputError("choose one of --gif and --png-strip")
+        if n_frames < 1:
+            raise InputError(f"--frames must be >= 1, got {n_frames}")
         kind = "gif" if gif else "png" if png_strip else "mp4"
         if kind != "png" and not prepared:
             raise InputError("--prepared P.h5 is needed for the frame rate and the audio")
-        path = run_export(recon, prepared or [], utterance, out_file, kind=kind, n_frames=n_frames)
+        path = run_export(
+            recon,
+            prepared or [],
+            utterance,
+            out_file,
+            kind=kind,
+            n_frames=n_frames,
+            overwrite=overwrite,
+        )
     err.print(f"wrote {path}")

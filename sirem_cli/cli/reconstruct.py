@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, fail, notice, out, stage_progress, table
+from sirem_cli.cli._common import cli_errors, fail, notice, out, stage_progress, table, warn
 
 
 def reconstruct(
@@ -24,16 +24,20 @@ def reconstruct(
     ),
     hubert: str = typer.Option(None, "--hubert", help="HuBERT folder, for hubert checkpoints."),
     bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast for HuBERT."),
-    overwrite: bool = typer.Option(True, "--overwrite/--no-overwrite"),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Neither read nor write the embedding cache (see README)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT.h5."),
 ) -> None:
-    """Reconstruct with SIREM; embeddings missing from the prepared file are computed and cached."""
+    """Reconstruct with SIREM; embeddings missing from the user's cache are computed and cached."""
     if len(paths) < 2:
         raise fail("give at least one PREPARED file and the OUT.h5 to write")
     *inputs, out_file = paths
     with cli_errors():
-        from sirem_cli.api.model import ModelRunConfig, run_reconstruct
+        from sirem_cli.api.audio import ModelRunConfig
+        from sirem_cli.api.reconstruct import run_reconstruct
 
-        run = ModelRunConfig(hubert=hubert, bf16=bf16, device=device)
+        run = ModelRunConfig(hubert=hubert, bf16=bf16, device=device, cache=not no_cache)
         with stage_progress("reconstruct") as report:
             result = run_reconstruct(
                 ckpt,
@@ -48,6 +52,8 @@ def reconstruct(
             )
     if result.notice:
         notice(result.notice)
+    for line in result.warnings:
+        warn(line)
     out.print(
         table(
             f"sirem reconstruct ({result.method}) -> {result.out}",

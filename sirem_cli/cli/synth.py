@@ -32,7 +32,9 @@ def synth(
         "--anatomy-spread",
         help="Speaker anatomy variation: 1 = each speaker's own, 0 = one shared vocal tract.",
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing OUT that sirem synth wrote (nothing else)."
+    ),
 ) -> None:
     """Write a synthetic speech-rtMRI corpus with ground truth (the demo and test data).
 
@@ -41,7 +43,8 @@ def synth(
     articulatory parameters and label masks.
     """
     with cli_errors():
-        from sirem_cli.synth.corpus import SynthConfig, synthesize_corpus
+        from sirem_cli.api.synth import run_synth
+        from sirem_cli.synth.corpus import SynthConfig
 
         config = SynthConfig(
             subjects=subjects,
@@ -63,7 +66,7 @@ def synth(
                     tasks[prefix] = bar.add_task(prefix, total=total, info="")
                 bar.update(tasks[prefix], completed=done)
 
-            result = synthesize_corpus(out_dir, config, overwrite=overwrite, progress=report)
+            result = run_synth(out_dir, config, overwrite=overwrite, progress=report)
     rows = [
         [
             u.prefix,

@@ -99,18 +99,17 @@ def find_transform(
     return chosen, score, scores
 
 
-def fold_transform(
-    traj: np.ndarray, kspace: np.ndarray, transform: Transform
-) -> tuple[np.ndarray, np.ndarray]:
-    """Change trajectory and k-space so that the plain adjoint yields ``transform(G)``.
+def fold_trajectory(traj: np.ndarray, transform: Transform) -> tuple[np.ndarray, np.ndarray]:
+    """The trajectory and k-space phase that make the plain adjoint yield ``transform(G)``.
 
     Args:
-        traj: (A, S, 2) radians, raw image axes.
-        kspace: (F, C, A, S) complex64 samples.
+        traj: (..., 2) radians, raw image axes.
         transform: the raw -> upright transform.
 
     Returns:
-        New (A, S, 2) float32 trajectory in [-pi, pi) and (F, C, A, S) complex64 k-space.
+        The new (..., 2) float32 trajectory in [-pi, pi) and the (...,) complex64 factor each
+        sample of the k-space is multiplied by (a linear phase where the flip of an even-sized
+        grid moves the centre by one pixel).
     """
     omega = np.asarray(traj, dtype=np.float64).copy()
     phase = np.zeros(omega.shape[:-1])
@@ -124,5 +123,21 @@ def fold_transform(
         if shift:
             phase -= shift * omega[..., axis]
     omega = np.where(omega >= np.pi, omega - 2 * np.pi, omega)
-    factor = np.exp(1j * phase).astype(np.complex64)
-    return omega.astype(np.float32), (kspace * factor).astype(np.complex64)
+    return omega.astype(np.float32), np.exp(1j * phase).astype(np.complex64)
+
+
+def fold_transform(
+    traj: np.ndarray, kspace: np.ndarray, transform: Transform
+) -> tuple[np.ndarray, np.ndarray]:
+    """Change trajectory and k-space so that the plain adjoint yields ``transform(G)``.
+
+    Args:
+        traj: (A, S, 2) radians, raw image axes.
+        kspace: (F, C, A, S) complex64 samples.
+        transform: the raw -> upright transform.
+
+    Returns:
+        New (A, S, 2) float32 trajectory in [-pi, pi) and (F, C, A, S) complex64 k-space.
+    """
+    omega, factor = fold_trajectory(traj, transform)
+    return omega, (kspace * factor).astype(np.complex64)

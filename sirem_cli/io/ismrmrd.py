@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from sirem_cli.errors import FormatError, OutputError, ShapeError
+from sirem_cli.io.output import h5_check, h5_create
 from sirem_cli.io.usc import one_line, require_file
 
 ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
@@ -375,7 +376,7 @@ class RawWriter:
         self._count = 0
         self._ts_step_ms = header.repetition_time_us / 1000.0
         try:
-            self._file: h5py.File | None = h5py.File(self.path, "w")
+            self._file: h5py.File | None = h5_create(self.path)
             grp = self._file.create_group("dataset")
             xml = grp.create_dataset("xml", shape=(1,), dtype=h5py.string_dtype("utf-8"))
             xml[0] = header_xml(header)
@@ -456,6 +457,7 @@ class RawWriter:
         try:
             self._dset.resize((self._count + n,))
             self._dset[self._count : self._count + n] = block
+            h5_check(self._file)
         except (OSError, RuntimeError, ValueError) as exc:
             raise OutputError(f"{self.path}: cannot write acquisitions ({one_line(exc)})") from exc
         self._count += n
@@ -596,64 +598,95 @@ def read_raw_header(path: str | os.PathLike[str]) -> tuple[RawHeader, int]:
         return header, int(_data_dataset(p, f).shape[0])
 
 
-def read_raw(path: str | os.PathLike[str]) -> RawScan:
-    """Read a whole ISMRMRD raw spiral file into memory.
-
-    The acquisitions are read in blocks of 1024 with one h5py read each and copied into
-    preallocated arrays. Memory: the result is ``ns * (8 C S + 4 S D)`` bytes, 47.9 kB per
-    acquisition for C = 8, S = 630, D = 3, i.e. about 470 MB for the longest USC scans
-    (~9,800 acquisitions), plus about 50 MB of temporary block buffers.
+class RawReader:
+    """An ISMRMRD raw spiral file opened read-only, read in blocks of acquisitions.
 
     ``C``, ``S`` and ``D`` come from the acquisition headers (``active_channels``,
-    ``number_of_samples``, ``trajectory_dimensions``), not from the XML.
+    ``number_of_samples``, ``trajectory_dimensions``) of acquisition 0, not from the XML; every
+    block read is checked against them. Use as a context manager (or call :meth:`close`).
 
-    Args:
-        path: ``<prefix>_raw.h5``, opened read-only.
-
-    Returns:
-        The :class:`RawScan`.
+    Attributes:
+        path: the file.
+        header: the XML header values.
+        n_acquisitions: ns.
+        n_channels: C.
+        n_samples: S.
 
     Raises:
         InputError: the file is missing.
         FormatError: not HDF5 or truncated; ``/dataset/data`` or ``/dataset/xml`` missing;
-            zero acquisitions; ``number_of_samples``/``active_channels`` differing between
-            acquisitions; ``trajectory_dimensions`` != 3 ("wrong trajectory width");
-            a data or trajectory length that does not match the header; NaN/Inf in the
-            k-space or the trajectory.
+            zero acquisitions; ``trajectory_dimensions`` != 3 ("wrong trajectory width").
     """
-    p, f = _open(path)
-    with f:
-        header = _read_header(p, f)
-        dset = _data_dataset(p, f)
-        ns = int(dset.shape[0])
-        if ns == 0:
-            raise FormatError(f"{p}: /dataset/data has zero acquisitions")
-        block = _read_block(p, dset, 0, min(ns, _READ_BLOCK))
-        head0 = block["head"][0]
-        C = int(head0["active_channels"])
-        S = int(head0["number_of_samples"])
-        D = int(head0["trajectory_dimensions"])
-        if D != 3:
-            raise FormatError(
-                f"{p}: wrong trajectory width: trajectory_dimensions is {D}, "
-                "expected 3 (kx, ky, dcf)"
-            )
-        if C == 0 or S == 0:
-            raise FormatError(f"{p}: acquisition 0 has {C} channels and {S} samples")
-        data = np.empty((ns, C, S), dtype=np.complex64)
-        traj = np.empty((ns, S, D), dtype=np.float32)
-        interleaf = np.empty(ns, dtype=np.int64)
-        repetition = np.empty(ns, dtype=np.int64)
-        # Row views (contiguous) that the vlen rows are concatenated into.
-        rows = {"data": data.view(np.float32).reshape(ns, -1), "traj": traj.reshape(ns, -1)}
-        sizes = {
-            "data": f"2 x {C} channels x {S} samples",
-            "traj": f"{S} samples x {D} dims",
-        }
-        for start in range(0, ns, _READ_BLOCK):
-            stop = min(ns, start + _READ_BLOCK)
-            if start:
-                block = _read_block(p, dset, start, stop)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path, self._file = _open(path)
+        try:
+            self.header = _read_header(self.path, self._file)
+            self._dset = _data_dataset(self.path, self._file)
+            self.n_acquisitions = int(self._dset.shape[0])
+            if self.n_acquisitions == 0:
+                raise FormatError(f"{self.path}: /dataset/data has zero acquisitions")
+            head0 = _read_block(self.path, self._dset.fields(["head"]), 0, 1)["head"][0]
+            self.n_channels = int(head0["active_channels"])
+            self.n_samples = int(head0["number_of_samples"])
+            self._dims = int(head0["trajectory_dimensions"])
+            if self._dims != 3:
+                raise FormatError(
+                    f"{self.path}: wrong trajectory width: trajectory_dimensions is "
+                    f"{self._dims}, expected 3 (kx, ky, dcf)"
+                )
+            if self.n_channels == 0 or self.n_samples == 0:
+                raise FormatError(
+                    f"{self.path}: acquisition 0 has {self.n_channels} channels and "
+                    f"{self.n_samples} samples"
+                )
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __enter__(self) -> RawReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def read(
+        self, start: int, stop: int, *, data: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """Acquisitions ``start:stop`` (at most :data:`_READ_BLOCK` per h5py read).
+
+        Args:
+            start, stop: acquisition range.
+            data: also read the k-space (False reads only headers and trajectories).
+
+        Returns:
+            data (n, C, S) complex64 (None when ``data`` is False), traj (n, S, 3) float32
+            (kx, ky in cycles/pixel, dcf), interleaf (n,) int64 ``kspace_encode_step_1`` and
+            repetition (n,) int64.
+
+        Raises:
+            FormatError: inconsistent sizes across acquisitions, a data or trajectory length
+                that does not match the header, NaN/Inf in the k-space or the trajectory.
+        """
+        p = self.path
+        C, S, D = self.n_channels, self.n_samples, self._dims
+        n = stop - start
+        out_data = np.empty((n, C, S), dtype=np.complex64) if data else None
+        traj = np.empty((n, S, D), dtype=np.float32)
+        interleaf = np.empty(n, dtype=np.int64)
+        repetition = np.empty(n, dtype=np.int64)
+        rows = {"traj": traj.reshape(n, -1)}
+        if out_data is not None:
+            rows["data"] = out_data.view(np.float32).reshape(n, -1)
+        sizes = {"data": f"2 x {C} channels x {S} samples", "traj": f"{S} samples x {D} dims"}
+        view = self._dset if data else self._dset.fields(["head", "traj"])
+        for lo in range(start, stop, _READ_BLOCK):
+            hi = min(stop, lo + _READ_BLOCK)
+            block = _read_block(p, view, lo, hi)
             head = block["head"]
             for field, ref in (
                 ("number_of_samples", S),
@@ -663,28 +696,52 @@ def read_raw(path: str | os.PathLike[str]) -> RawScan:
                 values = head[field]
                 bad = np.flatnonzero(values != ref)
                 if bad.size:
-                    i = start + int(bad[0])
+                    i = lo + int(bad[0])
                     what = "wrong trajectory width: " if field == "trajectory_dimensions" else ""
                     raise FormatError(
                         f"{p}: {what}inconsistent {field} across acquisitions "
                         f"(acquisition {i} has {int(values[bad[0]])}, acquisition 0 has {ref})"
                     )
-            for field, out in rows.items():
+            for field, dest in rows.items():
                 objs = block[field]
-                expected = out.shape[1]
+                expected = dest.shape[1]
                 lengths = np.fromiter((len(a) for a in objs), dtype=np.int64, count=len(objs))
                 bad = np.flatnonzero(lengths != expected)
                 if bad.size:
                     raise FormatError(
-                        f"{p}: acquisition {start + int(bad[0])}: {field} has "
+                        f"{p}: acquisition {lo + int(bad[0])}: {field} has "
                         f"{int(lengths[bad[0]])} floats, expected {expected} ({sizes[field]})"
                     )
-                np.concatenate(list(objs), out=out[start:stop].reshape(-1))
-                finite = np.isfinite(out[start:stop]).all(axis=1)
+                target = dest[lo - start : hi - start]
+                np.concatenate(list(objs), out=target.reshape(-1))
+                finite = np.isfinite(target).all(axis=1)
                 if not finite.all():
-                    i = start + int(np.argmin(finite))
+                    i = lo + int(np.argmin(finite))
                     what = "k-space" if field == "data" else "trajectory"
                     raise FormatError(f"{p}: NaN/Inf in {what} (acquisition {i})")
-            interleaf[start:stop] = head["idx"]["kspace_encode_step_1"]
-            repetition[start:stop] = head["idx"]["repetition"]
-    return RawScan(p, header, data, traj, interleaf, repetition)
+            interleaf[lo - start : hi - start] = head["idx"]["kspace_encode_step_1"]
+            repetition[lo - start : hi - start] = head["idx"]["repetition"]
+        return out_data, traj, interleaf, repetition
+
+
+def read_raw(path: str | os.PathLike[str]) -> RawScan:
+    """Read a whole ISMRMRD raw spiral file into memory (:class:`RawReader` over all of it).
+
+    The acquisitions are read in blocks of 1024 with one h5py read each and copied into
+    preallocated arrays. Memory: the result is ``ns * (8 C S + 4 S D)`` bytes, 47.9 kB per
+    acquisition for C = 8, S = 630, D = 3, i.e. about 470 MB for the longest USC scans
+    (~9,800 acquisitions), plus about 50 MB of temporary block buffers. ``sirem prepare``
+    reads in blocks instead (bounded memory).
+
+    Args:
+        path: ``<prefix>_raw.h5``, opened read-only.
+
+    Returns:
+        The :class:`RawScan`.
+
+    Raises:
+        InputError, FormatError: see :class:`RawReader` and :meth:`RawReader.read`.
+    """
+    with RawReader(path) as reader:
+        data, traj, interleaf, repetition = reader.read(0, reader.n_acquisitions)
+        return RawScan(reader.path, reader.header, data, traj, interleaf, repetition)

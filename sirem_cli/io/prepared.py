@@ -21,15 +21,25 @@ import numpy as np
 from sirem_cli import __version__
 from sirem_cli.errors import FormatError, InputError
 from sirem_cli.io.atomic import atomic_path
+from sirem_cli.io.output import h5_create
 from sirem_cli.io.schema import (
-    FORMAT_VERSION,
     PREPARED_FORMAT,
+    PREPARED_READABLE,
+    PREPARED_VERSION,
     RECON_DATASETS,
     RECON_FORMAT,
+    RECON_READABLE,
+    RECON_VERSION,
     UTTERANCE_DATASETS,
     DatasetSpec,
     dataset_spec,
 )
+
+#: Format name -> the versions this sirem reads.
+_READABLE = {PREPARED_FORMAT: PREPARED_READABLE, RECON_FORMAT: RECON_READABLE}
+
+#: Datasets a version-2 prepared utterance must hold beyond the version-1 ones.
+V2_REQUIRED = ("arms", "xbar")
 
 SPLITS = ("train", "val", "test")
 
@@ -90,15 +100,22 @@ def open_h5(path: Path, *, expect: str) -> h5py.File:
     fmt = f.attrs.get("format")
     if isinstance(fmt, bytes):
         fmt = fmt.decode()
-    if fmt != expect:
+    if not isinstance(fmt, str) or fmt != expect:
         f.close()
-        raise FormatError(f"{path}: not a {expect} file (format attribute is {fmt!r})")
-    version = int(f.attrs.get("format_version", -1))
-    if version != FORMAT_VERSION:
+        raise FormatError(f"{path}: not a {expect} file (format attribute is {_short_repr(fmt)})")
+    raw_version = f.attrs.get("format_version", -1)
+    version = _as_int(raw_version)
+    if version is None:
+        f.close()
+        raise FormatError(
+            f"{path}: the format_version attribute is {_short_repr(raw_version)}, not an integer"
+        )
+    readable = _READABLE.get(expect, ())
+    if version not in readable:
         f.close()
         raise FormatError(
             f"{path}: {expect} format version {version} is not supported "
-            f"(this sirem reads version {FORMAT_VERSION})"
+            f"(this sirem reads version {', '.join(map(str, readable))})"
         )
     if "utterances" not in f:
         f.close()
@@ -106,8 +123,41 @@ def open_h5(path: Path, *, expect: str) -> h5py.File:
     return f
 
 
+def _as_int(value: Any) -> int | None:
+    """An integer attribute (Python, numpy scalar or 1-element array), else None."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    return None
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value.decode() if isinstance(value, bytes) else value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:160]
+
+
+def _chunks(shape: tuple[int, ...]) -> Any:
+    """Frame-wise chunks for 3-D and larger datasets (readers slice frames), else default."""
+    if len(shape) >= 3 and int(np.prod(shape)) > 4096:
+        return (1, *shape[1:]) if shape[0] > 1 else True
+    return None
+
+
+def _create_dataset(
+    group: h5py.Group, spec: DatasetSpec, name: str, shape: tuple[int, ...]
+) -> h5py.Dataset:
+    if len(shape) != len(spec.dims):
+        raise ValueError(f"{name}: expected {len(spec.dims)} dims {spec.dims}, got shape {shape}")
+    ds = group.create_dataset(name, shape=shape, dtype=spec.dtype, chunks=_chunks(shape))
+    ds.attrs["dims"] = ",".join(spec.dims)
+    return ds
 
 
 def _write_dataset(group: h5py.Group, spec: DatasetSpec, name: str, value: np.ndarray) -> None:
@@ -119,16 +169,48 @@ def _write_dataset(group: h5py.Group, spec: DatasetSpec, name: str, value: np.nd
             f"{name}: expected {len(spec.dims)} dims {spec.dims}, got shape {arr.shape}"
         )
     kwargs: dict[str, Any] = {}
-    if arr.ndim >= 3 and arr.size > 4096:
-        kwargs["chunks"] = (1, *arr.shape[1:]) if arr.shape[0] > 1 else True
+    chunks = _chunks(arr.shape)
+    if chunks is not None:
+        kwargs["chunks"] = chunks
     ds = group.create_dataset(name, data=arr, **kwargs)
     ds.attrs["dims"] = ",".join(spec.dims)
+
+
+class UtteranceWriter:
+    """One ``/utterances/<prefix>`` group being written piece by piece (bounded memory).
+
+    ``create`` makes a dataset of a known shape that ``write`` fills by frame slices; ``put``
+    writes a whole array; ``attrs`` are set whenever known.
+    """
+
+    def __init__(self, group: h5py.Group, specs: tuple[DatasetSpec, ...]) -> None:
+        self.group = group
+        self.specs = specs
+
+    def set_attrs(self, attrs: dict[str, Any]) -> None:
+        """Set (or replace) attributes of the group."""
+        for key, value in attrs.items():
+            self.group.attrs[key] = value
+
+    def create(self, name: str, shape: tuple[int, ...]) -> None:
+        """An empty dataset of the schema's dtype and ``shape`` (filled with :meth:`write`)."""
+        _create_dataset(self.group, dataset_spec(self.specs, name), name, tuple(shape))
+
+    def write(self, name: str, frames: slice, values: np.ndarray) -> None:
+        """``dataset[frames] = values`` (cast to the schema's dtype)."""
+        spec = dataset_spec(self.specs, name)
+        self.group[name][frames] = np.asarray(values).astype(spec.dtype, copy=False)
+
+    def put(self, name: str, values: np.ndarray) -> None:
+        """Write a whole dataset."""
+        _write_dataset(self.group, dataset_spec(self.specs, name), name, values)
 
 
 class _Writer:
     """Common part of the prepared and reconstruction writers."""
 
     format: str
+    version: int
     specs: tuple[DatasetSpec, ...]
 
     def __init__(self, path: Path, root_attrs: dict[str, Any], *, overwrite: bool = True) -> None:
@@ -139,12 +221,14 @@ class _Writer:
         self.file: h5py.File | None = None
 
     def __enter__(self) -> _Writer:
-        tmp = self._stack.enter_context(atomic_path(self.path, overwrite=self._overwrite))
-        self.file = self._stack.enter_context(h5py.File(tmp, "w"))
+        tmp = self._stack.enter_context(
+            atomic_path(self.path, overwrite=self._overwrite, kind=self.format)
+        )
+        self.file = self._stack.enter_context(h5_create(tmp))
         self.file.attrs.update(
             {
                 "format": self.format,
-                "format_version": FORMAT_VERSION,
+                "format_version": self.version,
                 "sirem_version": __version__,
                 "created": now_iso(),
             }
@@ -157,16 +241,25 @@ class _Writer:
     def __exit__(self, *exc: object) -> bool | None:
         return self._stack.__exit__(*exc)
 
+    def begin_utterance(self, prefix: str, attrs: dict[str, Any]) -> UtteranceWriter:
+        """Start the ``/utterances/<prefix>`` group; its datasets are written piece by piece."""
+        assert self.file is not None, "use the writer as a context manager"
+        utterance = UtteranceWriter(self.file["utterances"].create_group(prefix), self.specs)
+        utterance.set_attrs(attrs)
+        return utterance
+
     def write_utterance(
         self, prefix: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray]
     ) -> None:
         """Write one ``/utterances/<prefix>`` group with its attributes and datasets."""
-        assert self.file is not None, "use the writer as a context manager"
-        group = self.file["utterances"].create_group(prefix)
-        for key, value in attrs.items():
-            group.attrs[key] = value
+        utterance = self.begin_utterance(prefix, attrs)
         for name, value in arrays.items():
-            _write_dataset(group, dataset_spec(self.specs, name), name, value)
+            utterance.put(name, value)
+        self.flush()
+
+    def flush(self) -> None:
+        """Flush the file to disk."""
+        assert self.file is not None, "use the writer as a context manager"
         self.file.flush()
 
 
@@ -174,6 +267,7 @@ class PreparedWriter(_Writer):
     """Write a prepared file: ``with PreparedWriter(path, config=...) as w: w.write_utterance(...)``."""
 
     format = PREPARED_FORMAT
+    version = PREPARED_VERSION
     specs = UTTERANCE_DATASETS
 
     def __init__(self, path: Path, *, config: dict[str, Any], overwrite: bool = True) -> None:
@@ -184,6 +278,7 @@ class ReconWriter(_Writer):
     """Write a reconstruction file (``/utterances/<prefix>/recon`` plus timing attributes)."""
 
     format = RECON_FORMAT
+    version = RECON_VERSION
     specs = RECON_DATASETS
 
     def __init__(
@@ -212,8 +307,16 @@ class ReconWriter(_Writer):
     def write_recon(
         self, prefix: str, recon: np.ndarray, *, wall_s: float, extra: dict[str, Any] | None = None
     ) -> None:
-        """Write one utterance's (F, H, W) magnitude frames in [0, 1] and its timing."""
+        """Write one utterance's (F, H, W) magnitude frames in [0, 1] and its timing.
+
+        Raises:
+            FormatError: the frames hold NaN or Inf (the output is then not written at all).
+        """
         recon = np.asarray(recon, dtype=np.float32)
+        if not np.all(np.isfinite(recon)):
+            raise FormatError(
+                f"{self.path}: the reconstruction of {prefix} holds NaN or Inf; nothing written"
+            )
         n_frames = max(1, recon.shape[0])
         attrs = {"ms_per_frame": 1000.0 * wall_s / n_frames, "wall_s": float(wall_s)}
         self.write_utterance(prefix, {**attrs, **(extra or {})}, {"recon": recon})
@@ -221,13 +324,26 @@ class ReconWriter(_Writer):
 
 @dataclass(frozen=True)
 class UtteranceRef:
-    """Where one utterance lives in a set of prepared files."""
+    """Where one utterance lives in a set of prepared files.
+
+    Attributes:
+        path, prefix, subject, split: as stored.
+        n_frames: F.
+        arms_per_frame: N (13 in version-1 files).
+        version: the file's prepared format version.
+        frame_rate_hz: frames per second.
+        image_size: (H, W) of its images.
+    """
 
     path: Path
     prefix: str
     subject: str
     split: str
     n_frames: int
+    arms_per_frame: int = 13
+    version: int = PREPARED_VERSION
+    frame_rate_hz: float = float("nan")
+    image_size: tuple[int, int] = (84, 84)
 
 
 @dataclass(frozen=True)
@@ -304,8 +420,16 @@ class PreparedSet:
                     self.configs[path] = json.loads(f.attrs.get("config", "{}"))
                 except json.JSONDecodeError:
                     raise FormatError(f"{path}: the config attribute is not JSON") from None
+                version = int(f.attrs["format_version"])
                 for prefix, group in f["utterances"].items():
                     _check_group(group, UTTERANCE_DATASETS, path)
+                    if version >= 2:
+                        for name in V2_REQUIRED:
+                            if name not in group:
+                                raise FormatError(
+                                    f"{path}: {group.name} lacks the dataset {name!r} "
+                                    f"(required in format version {version})"
+                                )
                     if prefix in seen:
                         raise InputError(
                             f"{path}: utterance {prefix} is also in {seen[prefix]} "
@@ -322,6 +446,10 @@ class PreparedSet:
                             subject=str(_attr(group, "subject", path)),
                             split=split,
                             n_frames=int(group["kspace"].shape[0]),
+                            arms_per_frame=int(group["kspace"].shape[2]),
+                            version=version,
+                            frame_rate_hz=float(group.attrs.get("frame_rate_hz", float("nan"))),
+                            image_size=tuple(int(v) for v in group["smaps"].shape[-2:]),
                         )
                     )
         if not self.utterances:
@@ -347,8 +475,16 @@ class PreparedSet:
         raise InputError(f"utterance {prefix} is not in {', '.join(str(p) for p in self.paths)}")
 
     @staticmethod
-    def read(ref: UtteranceRef, names: Sequence[str] | None = None) -> dict[str, Any]:
+    def read(
+        ref: UtteranceRef, names: Sequence[str] | None = None, frames: slice | None = None
+    ) -> dict[str, Any]:
         """Read datasets (all when ``names`` is None) and attributes of one utterance.
+
+        Args:
+            ref: the utterance.
+            names: datasets to read (None: all but the embedding cache).
+            frames: read only these frames of the per-frame datasets (those whose first
+                dimension is F); the others are read whole.
 
         Returns:
             A dict of arrays keyed by dataset name, plus ``"attrs"`` (dict). Optional datasets
@@ -360,7 +496,9 @@ class PreparedSet:
             wanted = names if names is not None else [k for k in group if k != "embeddings"]
             for name in wanted:
                 if name in group:
-                    out[name] = group[name][()]
+                    per_frame = dataset_spec(UTTERANCE_DATASETS, name).dims[:1] == ("F",)
+                    index = frames if frames is not None and per_frame else ()
+                    out[name] = group[name][index]
             if "labels" in group:
                 out["attrs"]["label_names"] = _decode(group["labels"].attrs.get("names", "{}"))
             return out
@@ -376,24 +514,6 @@ class PreparedSet:
 
 def _decode(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def store_embeddings(
-    path: Path, prefix: str, encoder: str, values: np.ndarray, info: dict[str, Any]
-) -> None:
-    """Cache frozen-encoder embeddings in a prepared file (the one in-place update sirem makes).
-
-    The write is a single new dataset; an interrupted write leaves the rest of the file intact
-    and the dataset is replaced on the next run.
-    """
-    with h5_open_waiting(path, "r+") as f:
-        group = f["utterances"][prefix]
-        key = f"embeddings/{encoder}"
-        if key in group:
-            del group[key]
-        ds = group.create_dataset(key, data=np.asarray(values, dtype=np.float32))
-        ds.attrs["dims"] = "F,E"
-        ds.attrs["info"] = json.dumps(info)
 
 
 class ReconSet:

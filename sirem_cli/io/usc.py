@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 
 from sirem_cli.errors import FormatError, InputError, OutputError, ShapeError
+from sirem_cli.io.output import h5_create
 
 PREFIX_RE = re.compile(r"^(sub\d{3})_2drt_(\d{2})_([a-z]+\d?)(?:_r(\d))?$")
 """Grammar of an utterance prefix; groups: subject, scan number, task, repetition."""
@@ -285,6 +286,94 @@ def read_recon(path: str | os.PathLike[str]) -> np.ndarray:
     return frames
 
 
+def frame_count(path: str | os.PathLike[str], name: str) -> int:
+    """The number of frames (first dimension) of a 3-D dataset, reading no data.
+
+    Raises:
+        InputError: the file is missing.
+        FormatError: not HDF5, no such dataset, not 3-D real numbers, no frames.
+    """
+    p = require_file(path)
+    try:
+        with h5py.File(p, "r") as f:
+            dset = f.get(name)
+            if not isinstance(dset, h5py.Dataset):
+                raise FormatError(f"{p}: no /{name} dataset")
+            if dset.ndim != 3 or dset.dtype.kind not in "fiu":
+                raise FormatError(
+                    f"{p}: /{name} has dtype {dset.dtype} and shape {dset.shape}, expected "
+                    "real (frames, H, W)"
+                )
+            if dset.shape[0] == 0:
+                raise FormatError(f"{p}: /{name} has no frames")
+            return int(dset.shape[0])
+    except OSError as exc:
+        raise FormatError(f"{p}: not a readable HDF5 file ({one_line(exc)})") from exc
+
+
+def recon_arms_per_frame(path: str | os.PathLike[str], default: int = 2) -> int:
+    """Acquisitions per ``/recon`` frame: its ``arms_per_frame`` attribute, else ``default``.
+
+    Raises:
+        FormatError: not HDF5, or an attribute that is not a positive integer.
+    """
+    p = require_file(path)
+    try:
+        with h5py.File(p, "r") as f:
+            value = f["recon"].attrs.get("arms_per_frame", default) if "recon" in f else default
+    except OSError as exc:
+        raise FormatError(f"{p}: not a readable HDF5 file ({one_line(exc)})") from exc
+    try:
+        arms = int(value)
+    except (TypeError, ValueError):
+        arms = 0
+    if arms < 1 or arms != value:
+        raise FormatError(f"{p}: /recon arms_per_frame must be a positive integer, got {value!r}")
+    return arms
+
+
+def read_frames_at(
+    path: str | os.PathLike[str], name: str, indices: np.ndarray, *, transpose: bool
+) -> np.ndarray:
+    """Rows ``indices`` of a 3-D dataset (``/recon`` or ``/truth``) as float32, optionally
+    transposed (``/recon[k].T`` is upright). Any order and repeats are allowed; only the rows
+    asked for are read (bounded memory on long scans).
+
+    Raises:
+        FormatError: not HDF5, no such dataset, an index beyond its frames, NaN/Inf values.
+    """
+    unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
+    try:
+        with h5py.File(path, "r") as f:
+            if name not in f:
+                raise FormatError(f"{path}: lacks the dataset {name!r}")
+            dset = f[name]
+            if len(unique) and int(unique[-1]) >= dset.shape[0]:
+                raise FormatError(
+                    f"{path}: /{name} holds {dset.shape[0]} frames, frame {int(unique[-1])} is "
+                    "needed"
+                )
+            if dset.ndim != 3 or dset.dtype.kind not in "fiu":
+                raise FormatError(
+                    f"{path}: /{name} has dtype {dset.dtype} and shape {dset.shape}, expected "
+                    "real (frames, H, W)"
+                )
+            if len(unique) == 0:
+                rows = np.zeros((0, *dset.shape[1:]), np.float32)
+            elif unique[-1] - unique[0] < 2 * len(unique):  # nearly contiguous: one slab
+                slab = np.asarray(dset[int(unique[0]) : int(unique[-1]) + 1], dtype=np.float32)
+                rows = slab[unique - unique[0]][inverse]
+            else:
+                rows = np.asarray(dset[unique], dtype=np.float32)[inverse]
+    except OSError as exc:
+        raise FormatError(
+            f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]})"
+        ) from None
+    if not np.isfinite(rows).all():
+        raise FormatError(f"{path}: NaN/Inf in /{name}")
+    return np.swapaxes(rows, -1, -2) if transpose else rows
+
+
 def write_recon(path: str | os.PathLike[str], frames: np.ndarray, *, extras: bool = True) -> None:
     """Write a reference reconstruction like the MATLAB-written USC files.
 
@@ -309,7 +398,7 @@ def write_recon(path: str | os.PathLike[str], frames: np.ndarray, *, extras: boo
     if not np.isfinite(arr).all():
         raise ShapeError("recon frames contain NaN/Inf")
     try:
-        with h5py.File(Path(path), "w") as f:
+        with h5_create(Path(path)) as f:
             f.create_dataset("recon", data=arr)
             if extras:
                 for name, value in RECON_EXTRAS.items():

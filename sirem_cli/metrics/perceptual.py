@@ -88,8 +88,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, pickled code refused by weights_only, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FormatError(f"{path}: cannot read as a plain tensor state dict ({first})") from exc
+        from sirem_cli.io.torchfile import describe_load_error
+
+        raise FormatError(describe_load_error(path, exc, what="weight file")) from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise FormatError(f"{path}: not a state dict of tensors")
     return state

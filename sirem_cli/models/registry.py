@@ -101,6 +101,13 @@ FUSION_MAPS: dict[str, str] = {
     "learned": "predicted from audio and both branch images, around the static map",
 }
 
+#: How the paper model combines its branches (``--fusion``): name -> description.
+FUSIONS: dict[str, str] = {
+    "convex": "x = w x_a + (1 - w) x_m with w from --eba (the paper, eq. 3)",
+    "residual": "x = x_m + w (x_a - x_m), w a learned map starting at 0, trained on the MSE "
+    "alone and kept only if it beats w = 0 on validation (never worse than the MRI branch)",
+}
+
 #: Arm selection of the paper model (``--arm-select``): name -> description.
 ARM_SELECTIONS: dict[str, str] = {
     "soft": "every arm weighted by p = sigmoid(l) (the paper)",

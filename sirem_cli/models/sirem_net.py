@@ -42,6 +42,7 @@ from sirem_cli.models.registry import (
     ARM_SELECTIONS,
     DEFAULT_ENCODER,
     FUSION_MAPS,
+    FUSIONS,
     check_choice,
     encoder_spec,
 )
@@ -58,14 +59,18 @@ class ModelConfig(JsonConfig):
     """Everything needed to rebuild a :class:`SiremNet`; stored as JSON in checkpoints.
 
     Attributes:
-        embedding_dim: E, size of the cached audio embedding.
+        embedding_dim: E, size of the cached audio embedding (0 until the data sets it).
         image_size: (H, W) in pixels.
-        n_arms: A, spiral arms per frame (13 in USC).
+        n_arms: A, interleaves of the trajectory table (13 in USC): one learned weight each.
+        arms_per_frame: N, arms per frame of the data the model was trained on (None: A, the
+            paper's frames of every interleaf); a reconstruction must use the same N.
         decoder_hidden: hidden widths of the decoder (paper: 1024, 2048).
         dropout: decoder dropout probability (the paper gives none; 0.1).
         arm_select: "soft" (paper) or "topk" (hard top-K, straight-through gradient).
         arm_topk: K for ``arm_select="topk"``.
         eba_mode: fusion map "static" (default), "frame" (oracle) or "learned".
+        fusion: "convex" (the paper: w from ``eba_mode``) or "residual"
+            (x_m + w (x_a - x_m) with a learned per-pixel w starting at 0).
         no_audio: the "w/o audio" ablation: embeddings are replaced by zeros everywhere.
         encoder: name of the audio encoder whose embeddings the model consumes.
         mri_eps: the eps of the per-frame max normalization of the MRI branch.
@@ -75,14 +80,16 @@ class ModelConfig(JsonConfig):
 
     _unknown_what = "model config keys"
 
-    embedding_dim: int
+    embedding_dim: int = 0
     image_size: tuple[int, int] = (84, 84)
     n_arms: int = 13
+    arms_per_frame: int | None = None
     decoder_hidden: tuple[int, ...] = DEFAULT_HIDDEN
     dropout: float = DEFAULT_DROPOUT
     arm_select: str = "soft"
     arm_topk: int = 2
     eba_mode: str = "static"
+    fusion: str = "convex"
     no_audio: bool = False
     encoder: str = DEFAULT_ENCODER
     mri_eps: float = MRI_EPS
@@ -94,13 +101,19 @@ class ModelConfig(JsonConfig):
         object.__setattr__(self, "decoder_hidden", tuple(int(v) for v in self.decoder_hidden))
         check_choice("arm_select", self.arm_select, ARM_SELECTIONS)
         check_choice("eba_mode", self.eba_mode, FUSION_MAPS)
+        check_choice("fusion", self.fusion, FUSIONS)
         encoder_spec(self.encoder)
         if not 1 <= self.arm_topk <= self.n_arms:
             raise InputError(f"arm_topk must be in 1..{self.n_arms}, got {self.arm_topk}")
         if len(self.image_size) != 2 or min(self.image_size) < 1:
             raise InputError(f"image_size must be (H, W) with H, W >= 1, got {self.image_size}")
-        if self.embedding_dim < 1 or self.n_arms < 1:
-            raise InputError("embedding_dim and n_arms must be >= 1")
+        if self.embedding_dim < 0 or self.n_arms < 1:
+            raise InputError("embedding_dim must be >= 0 (0: set from the data), n_arms >= 1")
+        if self.arms_per_frame is not None and not 1 <= self.arms_per_frame <= self.n_arms:
+            raise InputError(
+                f"arms_per_frame must be in 1..{self.n_arms} (the interleaves), got "
+                f"{self.arms_per_frame}"
+            )
 
 
 class SiremOutput(NamedTuple):
@@ -307,6 +320,8 @@ class SiremNet(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        if config.embedding_dim < 1:
+            raise InputError("the model's embedding_dim must be set (>= 1) before it is built")
         self.config = config
         height, width = config.image_size
         self.decoder = AudioDecoder(
@@ -320,7 +335,11 @@ class SiremNet(nn.Module):
         self.register_buffer("embedding_mean", torch.zeros(config.embedding_dim))
         self.register_buffer("embedding_std", torch.ones(config.embedding_dim))
         self.fusion_head: FusionHead | None = None
-        if config.eba_mode == "learned":
+        self.residual_w: nn.Parameter | None = None
+        if config.fusion == "residual":
+            # x = x_m + w (x_a - x_m): w = 0 is exactly the MRI branch, where training starts.
+            self.residual_w = nn.Parameter(torch.zeros(height, width))
+        elif config.eba_mode == "learned":
             self.fusion_head = FusionHead(
                 config.embedding_dim, config.head_channels, config.head_audio_channels
             )
@@ -383,6 +402,10 @@ class SiremNet(nn.Module):
                 f"MRI branch image {tuple(x_mri.shape)} does not match the model's image size "
                 f"{self.config.image_size}"
             )
+        if self.residual_w is not None:
+            w = self.residual_w.clamp(0.0, 1.0).expand_as(x_audio)
+            recon = x_mri + w * (x_audio - x_mri)
+            return SiremOutput(recon, x_audio, x_mri, w, p, p_used)
         mode = self.config.eba_mode
         if mode == "frame":
             if eba is None:

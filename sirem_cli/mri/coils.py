@@ -117,39 +117,3 @@ def gridded_coil_images(
     if not isinstance(images, np.ndarray):
         images = images.cpu().numpy()
     return images.astype(np.complex64)
-
-
-def coil_images_from_rotation_average(
-    kspace: Any,
-    traj: Any,
-    dcf: Any,
-    shape: tuple[int, int],
-    *,
-    device: Any = "cpu",
-    eps: float | None = None,
-) -> np.ndarray:
-    """Low-resolution coil images from k-space averaged over all frames.
-
-    Frames hold every interleaf once (arms ordered by interleaf), so the mean over
-    frames is an average over full rotations; its gridding (:func:`gridded_coil_images`) is
-    one image per coil with the motion averaged out, as input to :func:`walsh_maps`.
-
-    Args:
-        kspace: (F, C, A, S) complex k-space.
-        traj: (A, S, 2) float radians/pixel in [-pi, pi).
-        dcf: (A, S) float density compensation.
-        shape: (H, W) of the images.
-        device: NUFFT device (``"cpu"``, ``"cuda"``, ``"auto"``).
-        eps: NUFFT accuracy (None: the default).
-
-    Returns:
-        (C, H, W) complex64 coil images.
-    """
-    ksp = np.asarray(kspace)
-    if ksp.ndim != 4 or min(ksp.shape) < 1:
-        raise ShapeError(f"kspace: expected shape (F, C, A, S), got {ksp.shape}")
-    if not np.all(np.isfinite(ksp)):
-        raise ShapeError("kspace: contains NaN or infinite values")
-    mean = ksp.astype(np.complex128).mean(axis=0)  # (C, A, S)
-    dcf64 = np.asarray(dcf, dtype=np.float64)
-    return gridded_coil_images(mean, traj, dcf64, shape, device=device, eps=eps)

@@ -112,6 +112,8 @@ class BaselineProblem:
         arms: (F, N) int interleaves of each frame (None: every frame holds all I in order).
         device: ``"cpu"``, ``"cuda"``, ``"auto"``.
         eps: NUFFT accuracy (None: default).
+        scale: the lambda scale when these frames are part of a longer utterance (None:
+            ``max |A^H W y|`` of these frames).
 
     Attributes:
         op: A, the :class:`~sirem_cli.mri.sense.FrameSenseOp`.
@@ -132,6 +134,7 @@ class BaselineProblem:
         arms: Any = None,
         device: Any = "cpu",
         eps: float | None = None,
+        scale: float | None = None,
     ) -> None:
         import torch
 
@@ -150,7 +153,7 @@ class BaselineProblem:
         if not bool(torch.isfinite(torch.view_as_real(self.b)).all()):
             raise InputError("kspace: contains NaN or infinite values")
         self._lipschitz: float | None = None
-        self._scale: float | None = None
+        self._scale: float | None = scale
 
     def data_term_constant(self, frames: slice | None = None) -> float:
         """1/2 ||W^(1/2) y||^2 over all frames or a slice of them."""
@@ -254,6 +257,8 @@ def reconstruct(
     lam_spatial: float = 0.0,
     eps: float | None = None,
     workers: int | None = None,
+    scale: float | None = None,
+    normalize: bool = True,
 ) -> np.ndarray:
     """Reconstruct an utterance with a baseline method.
 
@@ -276,9 +281,13 @@ def reconstruct(
         workers: CPU threads for the per-frame methods, each solving a block of frames with
             one torch thread (None: ``torch.get_num_threads()``, at most one per
             :data:`MIN_FRAMES_PER_WORKER` frames; 1 uses torch's intra-op threads).
+        scale: the lambda scale (None: ``max |A^H W y|`` of these frames); a window of a
+            longer utterance passes the utterance's.
+        normalize: return per-frame max-normalized magnitudes (False: the complex solution).
 
     Returns:
-        (F, H, W) float32 magnitudes, each frame divided by its maximum.
+        (F, H, W) float32 magnitudes, each frame divided by its maximum (complex64 images
+        with ``normalize=False``).
 
     Raises:
         ShapeError: wrong shapes or dtypes.
@@ -286,14 +295,18 @@ def reconstruct(
     """
     spec = baseline_spec(method)
     _check_params(method, lam, iters)
-    problem = BaselineProblem(kspace, traj, dcf, smaps, arms=arms, device=device, eps=eps)
+    problem = BaselineProblem(
+        kspace, traj, dcf, smaps, arms=arms, device=device, eps=eps, scale=scale
+    )
     if spec.solver is None:
         if progress is not None:
             progress(1)
-        return normalize_magnitude(problem.b.cpu().numpy())
-    if spec.couples_frames:
-        return _all_frames(method, problem, lam, int(iters), lam_spatial, progress, workers)
-    return _per_frame(method, problem, lam, int(iters), progress, workers)
+        x = problem.b.cpu().numpy()
+    elif spec.couples_frames:
+        x = _all_frames(method, problem, lam, int(iters), lam_spatial, progress, workers)
+    else:
+        x = _per_frame(method, problem, lam, int(iters), progress, workers)
+    return normalize_magnitude(x) if normalize else np.asarray(x, dtype=np.complex64)
 
 
 def _single_threaded(fn: Callable[[], Any]) -> Any:
@@ -335,7 +348,7 @@ def _all_frames(
 ) -> np.ndarray:
     """Methods that couple frames: one solver over all frames; with several workers the
     normal operator is split over frame blocks in worker threads and everything runs
-    single-threaded."""
+    single-threaded. Returns the complex (F, H, W) solution."""
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
@@ -344,7 +357,7 @@ def _all_frames(
     _prepare(problem, workers)
     kwargs = {"lam": lam, "iters": iters, "lam_spatial": lam_spatial, "progress": progress}
     if workers == 1:
-        return normalize_magnitude(solve(method, problem, **kwargs).x.cpu().numpy())
+        return solve(method, problem, **kwargs).x.cpu().numpy()
     bounds = np.linspace(0, problem.b.shape[0], workers + 1).round().astype(int)
     blocks = [slice(int(a), int(c)) for a, c in itertools.pairwise(bounds)]
     parts = [problem.normal.frames(block) for block in blocks]
@@ -362,7 +375,7 @@ def _all_frames(
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sirem-recon") as pool:
         result = _single_threaded(lambda: solve(method, problem, normal=normal, **kwargs))
-    return normalize_magnitude(result.x.cpu().numpy())
+    return result.x.cpu().numpy()
 
 
 def _auto_workers(problem: BaselineProblem) -> int:
@@ -386,7 +399,8 @@ def _per_frame(
     With several workers each thread runs its blocks single-threaded (torch's
     intra-op thread count is per thread), which keeps the speed of intra-op
     threading on an idle machine and avoids its synchronisation stalls on a
-    busy one (docs/benchmarks.md). Only the first block reports progress.
+    busy one (docs/benchmarks.md). Only the first block reports progress. Returns the
+    complex (F, H, W) solution.
     """
     import torch
 
@@ -396,7 +410,7 @@ def _per_frame(
     bounds = np.linspace(0, n_frames, min(n_blocks, n_frames) + 1).round().astype(int)
     blocks = [slice(int(a), int(c)) for a, c in itertools.pairwise(bounds)]
     _prepare(problem, workers)
-    out = np.empty(tuple(problem.b.shape), dtype=np.float32)
+    out = np.empty(tuple(problem.b.shape), dtype=np.complex64)
 
     def run(index: int) -> None:
         block = blocks[index]
@@ -408,7 +422,7 @@ def _per_frame(
             frames=block,
             progress=progress if index == 0 else None,
         )
-        out[block] = normalize_magnitude(result.x.cpu().numpy())
+        out[block] = result.x.cpu().numpy()
 
     if workers == 1:
         for index in range(len(blocks)):

@@ -23,17 +23,19 @@ exactly, so the relation holds by construction and ``sirem prepare`` must find i
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from sirem_cli import __version__
 from sirem_cli.errors import InputError
-from sirem_cli.io.atomic import atomic_path, check_output_path
+from sirem_cli.io.output import (
+    h5_create,
+)
 from sirem_cli.mri.spiral import USC_INTERLEAVES, interleaf_order, to_radians, vd_spiral
 from sirem_cli.synth.coils import airway_coil_maps
 
@@ -58,6 +60,17 @@ AUDIO_RATE_HZ = 20000
 AUDIO_TAIL_S = 0.03
 #: /recon intensity scale: arbitrary in the real files (k-space scaled to 1e6 before recon).
 RECON_SCALE = 1.0e3
+#: Left in every corpus folder: the config and the files written (``--overwrite`` checks it).
+SYNTH_MARKER = ".sirem-synth.json"
+#: Every file of a corpus folder (how ``--overwrite`` recognizes corpora without a marker).
+SYNTH_FILES = re.compile(
+    r"(usc75/sub\d{3}/2drt/(raw|recon|audio)/sub\d{3}_2drt_\w+_(raw\.h5|recon\.h5|audio\.wav)"
+    r"|annot16/sub\d{3}/(track|alignment)/sub\d{3}_2drt_\w+_(track\.mat|text\.TextGrid)"
+    r"|truth/sub\d{3}_2drt_\w+_truth\.h5)"
+)
+#: About how many bytes a corpus takes per second of scan (raw 8.0 MB, /recon 4.7 MB, truth and
+#: tracks 2.9 MB, audio), for the free-space check.
+BYTES_PER_SCAN_SECOND = 16.0e6
 
 
 @dataclass(frozen=True)
@@ -189,44 +202,7 @@ def box_downsample(images: np.ndarray, factor: int) -> np.ndarray:
     return images.reshape(*lead, h // factor, factor, w // factor, factor).mean(axis=(-3, -1))
 
 
-def synthesize_corpus(
-    out: Path,
-    config: SynthConfig,
-    *,
-    overwrite: bool = False,
-    progress: ProgressFn | None = None,
-) -> SynthResult:
-    """Write a synthetic corpus to ``out`` (a new folder, created atomically).
-
-    Args:
-        out: output folder; must not exist (or be empty) unless ``overwrite``.
-        config: corpus options.
-        overwrite: replace an existing ``out``.
-        progress: called as ``progress(prefix, done, total)`` with arm counts.
-
-    Returns:
-        A :class:`SynthResult` listing the utterances written.
-    """
-    config.validate()
-    out = Path(out)
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
-    check_output_path(out, overwrite=overwrite, is_dir=True)
-    subjects = config.resolved_subjects()
-    result = SynthResult(out=out, config=config)
-    with atomic_path(out, overwrite=overwrite, is_dir=True) as tmp:
-        ops = _SpiralSampler(config)
-        for _s_index, subject in enumerate(subjects):
-            for u in range(config.utterances):
-                prefix = f"{subject}_2drt_{TASKS[u]}"
-                seeds = np.random.SeedSequence([config.seed, int(subject[3:]), u]).spawn(4)
-                summary = _write_utterance(tmp, prefix, subject, seeds, config, ops, progress)
-                result.utterances.append(summary)
-        (tmp / "README.txt").write_text(_readme(config, subjects))
-    return result
-
-
-class _SpiralSampler:
+class SpiralSampler:
     """Trajectory, DCF and one forward NUFFT per interleaf, shared by every utterance."""
 
     def __init__(self, config: SynthConfig) -> None:
@@ -249,13 +225,13 @@ class _SpiralSampler:
         return (np.asarray(y) * self.scale).astype(np.complex64)
 
 
-def _write_utterance(
+def write_utterance(
     root: Path,
     prefix: str,
     subject: str,
     seeds: Sequence[np.random.SeedSequence],
     config: SynthConfig,
-    sampler: _SpiralSampler,
+    sampler: SpiralSampler,
     progress: ProgressFn | None,
 ) -> UtteranceSummary:
     from sirem_cli.io.annot16 import write_track
@@ -346,8 +322,8 @@ def _write_utterance(
     centres = (2 * np.arange(nof) + 1) * TR_S
     contour_frames: list[dict[str, np.ndarray]] = []
     with (
-        h5py.File(paths["truth"], "w") as tf,
-        h5py.File(paths["recon"], "w") as rf,
+        h5_create(paths["truth"]) as tf,
+        h5_create(paths["recon"]) as rf,
     ):
         d_truth = tf.create_dataset(
             "truth", (nof, n, n), np.float32, chunks=(1, n, n), compression="gzip"
@@ -433,7 +409,7 @@ def _soften(images: np.ndarray) -> np.ndarray:
     return gaussian_filter(images, sigma=(0, 0.5, 0.5), mode="nearest")
 
 
-def _readme(config: SynthConfig, subjects: Sequence[str]) -> str:
+def readme(config: SynthConfig, subjects: Sequence[str]) -> str:
     return (
         "Synthetic speech-rtMRI corpus written by `sirem synth` "
         f"(sirem {__version__}).\n"

@@ -17,14 +17,14 @@ A checkpoint is a dict saved with ``torch.save`` and read back with
     info            dict of numbers/strings (epoch, val_psnr, ...)
     training_state  optional dict (optimizer, scheduler, epoch, RNG state, log) for --resume
 
-Files are written under a temporary name and renamed when complete.
+Files are written under a temporary name and renamed when complete. Weights that hold NaN or
+Inf are never written (:class:`NonFiniteWeights`) and never loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,10 @@ import torch
 from torch import Tensor
 
 from sirem_cli import __version__
-from sirem_cli.errors import FormatError, InputError
+from sirem_cli.errors import FormatError, InputError, SiremError
 from sirem_cli.io.atomic import atomic_path
+from sirem_cli.io.output import check_free_space, open_binary
+from sirem_cli.io.torchfile import describe_load_error
 from sirem_cli.models.sirem_net import ModelConfig, SiremNet
 
 CHECKPOINT_FORMAT = "sirem-checkpoint"
@@ -47,6 +49,52 @@ _REQUIRED = (
     "image_size",
     "model_config",
 )
+
+
+class NonFiniteWeights(SiremError):
+    """A checkpoint was not written because its weights hold NaN or Inf (a diverged training)."""
+
+
+def first_nonfinite(state: dict[str, Any]) -> str | None:
+    """The name of the first floating tensor of ``state`` holding NaN or Inf, or None."""
+    for name, value in state.items():
+        if isinstance(value, Tensor) and (value.is_floating_point() or value.is_complex()):
+            if not bool(torch.isfinite(value).all()):
+                return name
+    return None
+
+
+def payload_bytes(payload: Any) -> int:
+    """About the bytes ``torch.save(payload)`` writes: its tensors plus 1 MB."""
+    total = 0
+    stack = [payload]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Tensor):
+            total += item.numel() * item.element_size()
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return total + 2**20
+
+
+def write_payload(path: Path, payload: dict[str, Any]) -> Path:
+    """Write a checkpoint dict: never with NaN/Inf weights, with room checked first, under a
+    temporary name flushed and renamed when complete (an existing file is kept on any error).
+
+    Raises:
+        NonFiniteWeights: the weights hold NaN or Inf (nothing is written).
+        OutputError: not enough free space, a full disk or an I/O error while writing.
+    """
+    path = Path(path)
+    bad = first_nonfinite(payload["state_dict"])
+    if bad is not None:
+        raise NonFiniteWeights(f"{path}: not written: the weights hold NaN or Inf ({bad})")
+    check_free_space(path, payload_bytes(payload))
+    with atomic_path(path) as tmp, open_binary(tmp) as handle:
+        torch.save(payload, handle)
+    return path
 
 
 @dataclasses.dataclass
@@ -140,10 +188,7 @@ def save_checkpoint(
     payload = checkpoint_payload(
         model, train_config_json=train_config_json, info=info, training_state=training_state
     )
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
+    return write_payload(Path(path), payload)
 
 
 def safe_torch_load(path: Path) -> Any:
@@ -158,21 +203,8 @@ def safe_torch_load(path: Path) -> Any:
         raise InputError(f"{path}: checkpoint not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        message = str(exc)
-        marker = "Unsupported global: GLOBAL "
-        what = ""
-        if marker in message:
-            what = " (" + message.split(marker, 1)[1].split()[0] + ")"
-        raise FormatError(
-            f"{path}: refusing to load: the file holds pickled code/objects{what}; "
-            f"sirem checkpoints hold tensors only"
-        ) from exc
-    except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... on junk
-        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise FormatError(
-            f"{path}: not a readable sirem checkpoint (truncated or not a torch file: {first})"
-        ) from exc
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, KeyError...
+        raise FormatError(describe_load_error(path, exc, what="sirem checkpoint")) from exc
 
 
 def read_checkpoint(
@@ -212,6 +244,7 @@ def read_checkpoint(
     missing = [key for key in _REQUIRED if key not in payload]
     if missing:
         raise FormatError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    _check_fields(path, payload)
     try:
         model_config = ModelConfig.from_dict(json.loads(payload["model_config"]))
         train_config = json.loads(payload.get("train_config") or "{}")
@@ -246,6 +279,40 @@ def read_checkpoint(
         info=dict(payload.get("info") or {}),
         training_state=payload.get("training_state"),
     )
+
+
+def _check_fields(path: Path, payload: dict[str, Any]) -> None:
+    """Types and values of a checkpoint's fields; NaN/Inf weights are refused."""
+
+    def positive_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    size = payload["image_size"]
+    if not (isinstance(size, list | tuple) and len(size) == 2 and all(map(positive_int, size))):
+        raise FormatError(f"{path}: image_size must be two positive integers [H, W], got {size!r}")
+    if not positive_int(payload["embedding_dim"]):
+        raise FormatError(
+            f"{path}: embedding_dim must be a positive integer, got {payload['embedding_dim']!r}"
+        )
+    if not isinstance(payload["encoder"], str) or not payload["encoder"]:
+        raise FormatError(f"{path}: encoder must be a name, got {payload['encoder']!r}")
+    for key in ("model_config", "train_config"):
+        if key in payload and not isinstance(payload[key], str):
+            raise FormatError(f"{path}: {key} must be a JSON string")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
+    ):
+        raise FormatError(f"{path}: state_dict must map names to tensors")
+    bad = first_nonfinite(state)
+    if bad is not None:
+        raise FormatError(
+            f"{path}: the weights hold NaN or Inf ({bad}): the checkpoint is unusable "
+            "(written by a training that diverged?)"
+        )
+    info = payload.get("info")
+    if info is not None and not isinstance(info, dict):
+        raise FormatError(f"{path}: info must be a dict")
 
 
 def model_from_checkpoint(

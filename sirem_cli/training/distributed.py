@@ -9,28 +9,23 @@ DistributedSampler (same permutation on every rank for a seed and epoch), valida
 split into contiguous blocks and their sums all-reduced, and only rank 0 writes checkpoints and
 logs.
 
-Entry point (training frames from files written by
-:func:`sirem_cli.training.loop.save_frame_data`)::
+There is no second command line: ``sirem train`` itself joins the run when torchrun starts it::
 
-    torchrun --nproc_per_node=2 --standalone -m sirem_cli.training.distributed \
-        --train train.pt --val val.pt --out model.pt --config config.json
+    torchrun --nproc_per_node=2 --standalone -m sirem_cli train prepared.h5 --out model.pt
+
+(``examples/`` has a multi-node script). This module does not import the training loop.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
-import sys
-from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sirem_cli.errors import BackendUnavailable, InputError, SiremError
+from sirem_cli.errors import BackendUnavailable, InputError
 
 
 @dataclasses.dataclass
@@ -181,87 +176,3 @@ def shutdown_runtime(runtime: Runtime) -> None:
 
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m sirem_cli.training.distributed",
-        description="Train SIREM on frame-data files; run under torchrun for several processes.",
-    )
-    parser.add_argument(
-        "--train",
-        type=Path,
-        action="append",
-        required=True,
-        help="training frame-data file (repeat to concatenate)",
-    )
-    parser.add_argument(
-        "--val",
-        type=Path,
-        action="append",
-        default=[],
-        help="validation frame-data file (repeat to concatenate)",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output checkpoint")
-    parser.add_argument(
-        "--config", default="{}", help="TrainConfig as a JSON file or a JSON string"
-    )
-    parser.add_argument("--resume", action="store_true", help="continue from <out>.resume")
-    parser.add_argument("--log-json", type=Path, default=None)
-    parser.add_argument("--log-csv", type=Path, default=None)
-    parser.add_argument(
-        "--rank-params-dir",
-        type=Path,
-        default=None,
-        help="(testing) every rank saves its final parameters here as rank<N>.pt",
-    )
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for ``torchrun -m sirem_cli.training.distributed``.
-
-    Returns:
-        0 on success, 2 on a :class:`SiremError` (its one-line message goes to stderr).
-    """
-    from sirem_cli.training.loop import FrameData, TrainConfig, load_frame_data, train
-
-    args = _parse_args(argv)
-    runtime: Runtime | None = None
-    try:
-        text = args.config
-        config_path = Path(text)
-        if not text.lstrip().startswith("{") and config_path.is_file():
-            text = config_path.read_text()
-        try:
-            config = TrainConfig.from_dict(json.loads(text))
-        except ValueError as exc:
-            raise InputError(f"--config: not valid JSON ({exc})") from exc
-        runtime = init_runtime(config.device)
-        train_data = FrameData.concat([load_frame_data(p) for p in args.train])
-        val_data = FrameData.concat([load_frame_data(p) for p in args.val]) if args.val else None
-        result = train(
-            config,
-            train_data,
-            val_data,
-            out_path=args.out,
-            resume=args.resume,
-            log_json=args.log_json,
-            log_csv=args.log_csv,
-            runtime=runtime,
-        )
-        if args.rank_params_dir is not None:
-            args.rank_params_dir.mkdir(parents=True, exist_ok=True)
-            state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
-            torch.save(state, args.rank_params_dir / f"rank{runtime.rank}.pt")
-        return 0
-    except SiremError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if runtime is not None:
-            shutdown_runtime(runtime)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,15 +1,17 @@
 """Training loop for SIREM (paper section 3.5, ``method.md`` section 2).
 
 Only the decoder, the arm logits and (``learned`` fusion) the fusion head are trained; the audio
-encoder never runs here: :class:`FrameData` holds the cached embeddings and, per frame, the
-per-arm coil-combined images B_a, so the MRI branch costs an einsum and no NUFFT.
+encoder never runs here: :class:`~sirem_cli.training.data.FrameData` holds the cached embeddings
+and, per frame, the per-arm coil-combined images B_a, so the MRI branch costs an einsum and no
+NUFFT. The hyperparameters are :class:`~sirem_cli.training.config.TrainConfig`.
 
 Defaults follow the paper: AdamW (lr 1e-4, weight decay 1e-5), batch 8, cosine annealing over 20
 epochs (stepped once per epoch, to 0), gradient norm clipped at 1.0, validation every 5 epochs and
 after the last one, the weights with the best validation PSNR (mean of per-frame PSNR, data range
 1) kept in ``out_path``. The full training state of the last finished epoch (weights, optimizer,
-scheduler, RNG, log) goes to :func:`resume_path_for` ``(out_path)``; ``resume=True`` continues from
-it and ends with the same weights as an uninterrupted run. Runs are deterministic on the CPU for a
+RNG, log) goes to :func:`resume_path_for` ``(out_path)``; ``resume=True`` continues from it and
+ends with the same weights as an uninterrupted run (or, with a larger ``epochs``, continues it to
+that many epochs with the cosine schedule stretched to the new end). Runs are deterministic on the CPU for a
 seed: weights are initialized from the seed, the frame order of epoch e is a permutation seeded by
 (seed, e), and dropout draws from the torch RNG whose state is saved in the resume file.
 """
@@ -29,14 +31,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sirem_cli.config import JsonConfig
 from sirem_cli.errors import FormatError, InputError, ShapeError, SiremError
 from sirem_cli.io.atomic import atomic_path
-from sirem_cli.models.decoder import DEFAULT_DROPOUT, DEFAULT_HIDDEN
-from sirem_cli.models.sirem_net import ModelConfig, SiremNet
-from sirem_cli.training.checkpoint import checkpoint_payload, read_checkpoint, safe_torch_load
+from sirem_cli.io.output import check_free_space
+from sirem_cli.models.sirem_net import SiremNet
+from sirem_cli.training.checkpoint import (
+    checkpoint_payload,
+    first_nonfinite,
+    read_checkpoint,
+    write_payload,
+)
+from sirem_cli.training.config import TrainConfig
+from sirem_cli.training.data import FrameData
 from sirem_cli.training.distributed import Runtime, resolve_device
-from sirem_cli.training.losses import FFT_NORMS, LossWeights, psnr, sirem_loss
+from sirem_cli.training.losses import LossWeights, psnr, sirem_loss
 
 #: progress(epoch, step, n_steps, loss, val_psnr): epoch and step count from 1; val_psnr is the
 #: latest validation PSNR in dB or None before the first validation.
@@ -45,287 +53,9 @@ ProgressFn = Callable[[int, int, int, float, float | None], None]
 #: Name of the arm-logit parameter of SiremNet (its own optimizer group, see ``arm_lr``).
 ARM_PARAM = "arm_logits"
 
-_MODEL_FIELDS = (
-    "image_size",
-    "n_arms",
-    "decoder_hidden",
-    "dropout",
-    "arm_select",
-    "arm_topk",
-    "eba_mode",
-    "no_audio",
-    "encoder",
-)
-_RESUME_IGNORED = ("device",)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig(JsonConfig):
-    """Every training hyperparameter (defaults: the paper / ``method.md``).
-
-    Attributes:
-        image_size: (H, W) in pixels; must match the data.
-        n_arms: A, arms per frame.
-        decoder_hidden: decoder hidden widths.
-        dropout: decoder dropout (the paper gives no value; 0.1).
-        arm_select: "soft" or "topk" (straight-through hard top-K).
-        arm_topk: K of the top-K selection.
-        eba_mode: fusion map "static", "frame" or "learned".
-        no_audio: "w/o audio" ablation (embeddings replaced by zeros).
-        encoder: name of the audio encoder of the cached embeddings.
-        lr: AdamW learning rate.
-        decoder_prior: start the decoder at the mean training target (output bias = its
-            logit, output weights x 0.01) rather than at sigmoid noise (not in the paper).
-        arm_lr: learning rate of the arm logits (None: ``lr``, as in the paper). The paper's
-            training takes ~10^5 steps; on small corpora a larger value lets the arm profile
-            reach the budget within the run.
-        weight_decay: AdamW weight decay.
-        batch_size: frames per step (per process under DDP).
-        epochs: epochs; the cosine schedule spans all of them.
-        grad_clip: max gradient norm (<= 0 disables clipping).
-        val_every: validate every this many epochs (and after the last).
-        budget_k: K of the budget loss.
-        psf_weight: alpha.
-        budget_weight: beta.
-        mask_weight: gamma.
-        psf_exclude_dc: drop the DC term from L_psf.
-        fft_norm: normalization of the FFTs in L_psf and L_mask.
-        seed: seed of the weights, the frame order and dropout.
-        device: "auto", "cpu", "cuda" or "cuda:N".
-        val_batch_size: frames per validation batch.
-    """
-
-    _unknown_what = "training option(s)"
-
-    image_size: tuple[int, int] = (84, 84)
-    n_arms: int = 13
-    decoder_hidden: tuple[int, ...] = DEFAULT_HIDDEN
-    dropout: float = DEFAULT_DROPOUT
-    arm_select: str = "soft"
-    arm_topk: int = 2
-    eba_mode: str = "static"
-    no_audio: bool = False
-    encoder: str = "hubert"
-    lr: float = 1e-4
-    arm_lr: float | None = None
-    decoder_prior: bool = True
-    weight_decay: float = 1e-5
-    batch_size: int = 8
-    epochs: int = 20
-    grad_clip: float = 1.0
-    val_every: int = 5
-    budget_k: float = 2.0
-    psf_weight: float = 0.1
-    budget_weight: float = 0.01
-    mask_weight: float = 0.01
-    psf_exclude_dc: bool = False
-    fft_norm: str = "backward"
-    seed: int = 0
-    device: str = "auto"
-    val_batch_size: int = 32
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
-        object.__setattr__(self, "decoder_hidden", tuple(int(v) for v in self.decoder_hidden))
-        if self.epochs < 1 or self.batch_size < 1 or self.val_every < 1 or self.val_batch_size < 1:
-            raise InputError("epochs, batch_size, val_every and val_batch_size must be >= 1")
-        if self.arm_lr is not None and self.arm_lr <= 0:
-            raise InputError("arm_lr must be > 0")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise InputError("lr must be > 0 and weight_decay >= 0")
-        if self.fft_norm not in FFT_NORMS:
-            raise InputError(f"fft_norm must be one of {', '.join(FFT_NORMS)}")
-
-    def model_config(self, embedding_dim: int) -> ModelConfig:
-        """The :class:`ModelConfig` for embeddings of size ``embedding_dim``."""
-        return ModelConfig(
-            embedding_dim=embedding_dim, **{k: getattr(self, k) for k in _MODEL_FIELDS}
-        )
-
-
-def _shape(array: Any) -> tuple[int, ...]:
-    return tuple(int(v) for v in array.shape)
-
-
-def _is_complex(array: Any) -> bool:
-    dtype = array.dtype
-    if isinstance(dtype, torch.dtype):
-        return dtype.is_complex
-    return np.issubdtype(np.dtype(dtype), np.complexfloating)
-
-
-def _is_real_float(array: Any) -> bool:
-    dtype = array.dtype
-    if isinstance(dtype, torch.dtype):
-        return dtype.is_floating_point
-    return np.issubdtype(np.dtype(dtype), np.floating)
-
-
-def _take(array: Any, index: np.ndarray) -> Tensor:
-    """Gather rows ``index`` from a tensor, numpy array or h5py dataset as a tensor."""
-    if isinstance(array, Tensor):
-        return array[torch.from_numpy(index)]
-    unique, inverse = np.unique(index, return_inverse=True)
-    rows = np.asarray(array[unique])  # h5py needs increasing, unique indices
-    return torch.from_numpy(np.ascontiguousarray(rows[inverse]))
-
-
-@dataclasses.dataclass
-class FrameData:
-    """Training or validation frames in memory (or any array supporting row indexing).
-
-    Each field may be a torch tensor, a numpy array or an h5py dataset (read per batch).
-
-    Attributes:
-        embeddings: (N, E) float32 cached audio embeddings.
-        arm_images: (N, A, H, W) complex64 per-arm coil-combined images
-            B_a = sum_c conj(S_c) NUFFT^H(dcf_a * k_{c,a}).
-        target: (N, H, W) float32 reference frames in [0, 1].
-        eba: (N, H, W) float32 explained-by-audio maps in [0, 1], or None.
-    """
-
-    embeddings: Any
-    arm_images: Any
-    target: Any
-    eba: Any | None = None
-
-    def __post_init__(self) -> None:
-        emb, arms, target = _shape(self.embeddings), _shape(self.arm_images), _shape(self.target)
-        if len(emb) != 2 or not _is_real_float(self.embeddings):
-            raise ShapeError(f"frame data: embeddings must be float (N, E), got {emb}")
-        if len(arms) != 4 or not _is_complex(self.arm_images):
-            raise ShapeError(f"frame data: arm_images must be complex (N, A, H, W), got {arms}")
-        n_frames = emb[0]
-        if (
-            arms[0] != n_frames
-            or target != (n_frames, *arms[2:])
-            or not _is_real_float(self.target)
-        ):
-            raise ShapeError(
-                f"frame data: expected target float (N, H, W) = {(n_frames, *arms[2:])} to match "
-                f"embeddings {emb} and arm_images {arms}, got {target}"
-            )
-        if self.eba is not None and _shape(self.eba) != target:
-            raise ShapeError(f"frame data: eba must be {target}, got {_shape(self.eba)}")
-
-    def __len__(self) -> int:
-        return _shape(self.embeddings)[0]
-
-    @property
-    def embedding_dim(self) -> int:
-        """E."""
-        return _shape(self.embeddings)[1]
-
-    @property
-    def n_arms(self) -> int:
-        """A."""
-        return _shape(self.arm_images)[1]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        """(H, W)."""
-        shape = _shape(self.arm_images)
-        return shape[2], shape[3]
-
-    def batch(
-        self, index: np.ndarray, device: torch.device, *, with_eba: bool = False
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """Gather frames onto ``device``.
-
-        Args:
-            index: (b,) int64 frame indices.
-            device: target device.
-            with_eba: also return the eba maps (an error if there are none).
-
-        Returns:
-            embeddings (b, E) float32, arm_images (b, A, H, W) complex64, target (b, H, W)
-            float32, eba (b, H, W) float32 or None.
-        """
-        embeddings = _take(self.embeddings, index).to(device=device, dtype=torch.float32)
-        arm_images = _take(self.arm_images, index).to(device=device, dtype=torch.complex64)
-        target = _take(self.target, index).to(device=device, dtype=torch.float32)
-        eba = None
-        if with_eba:
-            if self.eba is None:
-                raise InputError("these frames have no explained-by-audio maps (eba)")
-            eba = _take(self.eba, index).to(device=device, dtype=torch.float32)
-        return embeddings, arm_images, target, eba
-
-    def embedding_stats(self, chunk: int = 1024) -> tuple[Tensor, Tensor]:
-        """(E,) mean and standard deviation of the embeddings over all frames."""
-        total = torch.zeros(self.embedding_dim, dtype=torch.float64)
-        square = torch.zeros(self.embedding_dim, dtype=torch.float64)
-        for start in range(0, len(self), chunk):
-            rows = _take(self.embeddings, np.arange(start, min(len(self), start + chunk)))
-            rows = rows.to(torch.float64)
-            total += rows.sum(dim=0)
-            square += (rows**2).sum(dim=0)
-        mean = total / len(self)
-        var = (square / len(self) - mean**2).clamp_min(0.0)
-        return mean.to(torch.float32), var.sqrt().to(torch.float32)
-
-    def mean_target(self, chunk: int = 256) -> Tensor:
-        """(H, W) float32 mean target frame."""
-        total = torch.zeros(self.image_size, dtype=torch.float64)
-        for start in range(0, len(self), chunk):
-            index = np.arange(start, min(len(self), start + chunk))
-            total += _take(self.target, index).to(torch.float64).sum(dim=0)
-        return (total / len(self)).to(torch.float32)
-
-    def mean_eba(self, chunk: int = 256) -> Tensor:
-        """(H, W) float32 mean explained-by-audio map over all frames (the static map)."""
-        if self.eba is None:
-            raise InputError("these frames have no explained-by-audio maps (eba)")
-        total = torch.zeros(self.image_size, dtype=torch.float64)
-        for start in range(0, len(self), chunk):
-            index = np.arange(start, min(len(self), start + chunk))
-            total += _take(self.eba, index).to(torch.float64).sum(dim=0)
-        return (total / len(self)).to(torch.float32)
-
-    @staticmethod
-    def concat(parts: Sequence[FrameData]) -> FrameData:
-        """Concatenate frame sets (e.g. one per prepared file) into one in-memory set."""
-        if not parts:
-            raise InputError("no frame data given")
-        if len(parts) == 1:
-            return parts[0]
-        with_eba = all(part.eba is not None for part in parts)
-
-        def cat(field: str) -> Tensor:
-            return torch.cat([_take(getattr(p, field), np.arange(len(p))) for p in parts])
-
-        return FrameData(
-            embeddings=cat("embeddings"),
-            arm_images=cat("arm_images"),
-            target=cat("target"),
-            eba=cat("eba") if with_eba else None,
-        )
-
-
-def save_frame_data(data: FrameData, path: Path) -> Path:
-    """Write frames to a torch file of tensors only (loadable with ``weights_only=True``)."""
-    index = np.arange(len(data))
-    payload: dict[str, Any] = {
-        "format": "sirem-frame-data",
-        "embeddings": _take(data.embeddings, index).to(torch.float32),
-        "arm_images": _take(data.arm_images, index).to(torch.complex64),
-        "target": _take(data.target, index).to(torch.float32),
-    }
-    if data.eba is not None:
-        payload["eba"] = _take(data.eba, index).to(torch.float32)
-    with atomic_path(Path(path)) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
-
-
-def load_frame_data(path: Path) -> FrameData:
-    """Read frames written by :func:`save_frame_data`."""
-    payload = safe_torch_load(Path(path))
-    if not isinstance(payload, dict) or payload.get("format") != "sirem-frame-data":
-        raise FormatError(f"{path}: not a sirem frame-data file")
-    return FrameData(
-        payload["embeddings"], payload["arm_images"], payload["target"], payload.get("eba")
-    )
+#: Options a resumed run may change: the device, and the number of epochs (``--resume --epochs
+#: N`` continues a run to N epochs; the cosine schedule is stretched to the new end).
+_RESUME_IGNORED = ("device", "epochs")
 
 
 @dataclasses.dataclass
@@ -363,6 +93,7 @@ def resume_path_for(out_path: Path) -> Path:
 _LOG_COLUMNS = (
     "epoch",
     "loss",
+    "loss_trained",
     "mse",
     "psf",
     "budget",
@@ -411,18 +142,25 @@ def write_training_log(
 def _check_data(config: TrainConfig, data: FrameData, name: str, embedding_dim: int) -> None:
     if len(data) == 0:
         raise InputError(f"{name} data has no frames")
-    if data.image_size != config.image_size:
+    if data.image_size != config.model.image_size:
         raise ShapeError(
             f"{name} data: images are {data.image_size[0]}x{data.image_size[1]} but image_size "
-            f"is {config.image_size[0]}x{config.image_size[1]}"
+            f"is {config.model.image_size[0]}x{config.model.image_size[1]}"
         )
-    if data.n_arms != config.n_arms:
-        raise ShapeError(f"{name} data: {data.n_arms} arms per frame, n_arms is {config.n_arms}")
+    per_frame = config.model.arms_per_frame or config.model.n_arms
+    if data.n_arms != per_frame:
+        raise ShapeError(
+            f"{name} data: {data.n_arms} arms per frame, the model expects {per_frame}"
+        )
+    if data.arms is None and data.n_arms != config.model.n_arms:
+        raise ShapeError(
+            f"{name} data: no arms index, but {data.n_arms} != {config.model.n_arms} interleaves"
+        )
     if data.embedding_dim != embedding_dim:
         raise ShapeError(
             f"{name} data: embeddings of size {data.embedding_dim}, expected {embedding_dim}"
         )
-    if config.eba_mode == "frame" and data.eba is None:
+    if config.model.fusion == "convex" and config.model.eba_mode == "frame" and data.eba is None:
         raise InputError(f"{name} data has no eba maps, which eba_mode 'frame' needs")
 
 
@@ -479,8 +217,8 @@ def evaluate_frames(
         (mean total loss over frames, mean per-frame PSNR in dB with data range 1).
     """
     runtime = runtime or Runtime()
-    weights = LossWeights(config.psf_weight, config.budget_weight, config.mask_weight)
-    with_eba = config.eba_mode == "frame"
+    weights = loss_weights(config)
+    with_eba = config.model.fusion == "convex" and config.model.eba_mode == "frame"
     was_training = model.training
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*b, psnr sum, frames
@@ -488,10 +226,10 @@ def evaluate_frames(
         with torch.no_grad():
             index = runtime.eval_indices(len(data))
             for batch_index in _split_batches(index, config.val_batch_size):
-                embeddings, arm_images, target, eba = data.batch(
+                embeddings, arm_images, target, eba, arms = data.batch(
                     batch_index, device, with_eba=with_eba
                 )
-                out = model(embeddings, arm_images, eba)
+                out = model(embeddings, arm_images, eba, arms)
                 terms = _loss(out, target, config, weights)
                 count = len(batch_index)
                 sums[0] += terms.total.double() * count
@@ -543,7 +281,8 @@ def train(
         val_data = None
     if val_data is not None:
         _check_data(config, val_data, "validation", embedding_dim)
-    if config.eba_mode == "static" and train_data.eba is None:
+    convex = config.model.fusion == "convex"
+    if convex and config.model.eba_mode == "static" and train_data.eba is None:
         raise InputError(
             "eba_mode 'static' needs explained-by-audio maps (eba) in the training data"
         )
@@ -587,6 +326,9 @@ def _train(
     model.set_embedding_norm(*train_data.embedding_stats())
     if config.decoder_prior:
         model.decoder.set_output_prior(train_data.mean_target())
+    if runtime.is_main:  # the checkpoint and the resume file (weights + 2 Adam moments), at once
+        n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        check_free_space(out_path, 4 * n_bytes)
     model.to(device)
     arm_params = [
         p for name, p in model.named_parameters() if name == ARM_PARAM and p.requires_grad
@@ -601,7 +343,7 @@ def _train(
     optimizer = torch.optim.AdamW(
         groups, lr=config.lr, weight_decay=config.weight_decay, fused=device.type in ("cpu", "cuda")
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
     config_json = config.to_json()
     records: list[dict[str, Any]] = []
     start_epoch = 0
@@ -619,30 +361,38 @@ def _train(
             first = str(exc).strip().splitlines()[0][:160]
             raise FormatError(f"{resume_path}: weights do not fit the model ({first})") from exc
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(state["rng_cuda"], device)
         start_epoch = int(state["epoch"])
+        if start_epoch >= config.epochs:
+            raise InputError(
+                f"{resume_path}: the run already finished {start_epoch} epochs; give --epochs "
+                f"above {start_epoch} to continue it"
+            )
         best_psnr = state.get("best_val_psnr")
         best_epoch = int(state.get("best_epoch", 0))
         records = json.loads(state["records_json"])
     wrapped = runtime.wrap(model)
-    weights = LossWeights(config.psf_weight, config.budget_weight, config.mask_weight)
-    with_eba = config.eba_mode == "frame"
+    weights = loss_weights(config)
+    with_eba = config.model.fusion == "convex" and config.model.eba_mode == "frame"
     last_val_psnr = best_psnr
     for epoch in range(start_epoch, config.epochs):
         epoch_start = time.perf_counter()
+        # Cosine annealing to 0 over all epochs (closed form, so a resumed run may extend it).
+        factor = 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = base * factor
         lr = float(optimizer.param_groups[0]["lr"])
         index = runtime.train_indices(len(train_data), epoch=epoch, seed=config.seed)
         batches = _split_batches(index, config.batch_size)
         sums = torch.zeros(6, dtype=torch.float64, device=device)  # 5 terms * b, frames
         model.train()
         for step, batch_index in enumerate(batches, start=1):
-            embeddings, arm_images, target, eba = train_data.batch(
+            embeddings, arm_images, target, eba, arms = train_data.batch(
                 batch_index, device, with_eba=with_eba
             )
-            out = wrapped(embeddings, arm_images, eba)
+            out = wrapped(embeddings, arm_images, eba, arms)
             terms = _loss(out, target, config, weights)
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
@@ -654,9 +404,10 @@ def _train(
             sums[5] += count
             if progress is not None and runtime.is_main:
                 progress(epoch + 1, step, len(batches), terms.total.item(), last_val_psnr)
-        scheduler.step()
         runtime.all_reduce_sum(sums)
         means = (sums[:5] / sums[5]).tolist()
+        if not all(math.isfinite(v) for v in means) or first_nonfinite(model.state_dict()):
+            raise TrainingDiverged(_diverged(epoch + 1, out_path, best_epoch, start_epoch))
         val_loss = val_psnr = None
         is_last = epoch + 1 == config.epochs
         if val_data is not None and ((epoch + 1) % config.val_every == 0 or is_last):
@@ -665,10 +416,18 @@ def _train(
             )
             last_val_psnr = val_psnr
         p_values = [float(v) for v in torch.sigmoid(model.arm_logits.detach()).cpu()]
+        constant = constant_terms(config)
+        term_weights = {"psf": weights.psf, "budget": weights.budget, "mask": weights.mask}
+        trained = means[0] - sum(
+            term_weights[name] * means[2 + ("psf", "budget", "mask").index(name)]
+            for name in constant
+        )
         records.append(
             {
                 "epoch": epoch + 1,
                 "loss": means[0],
+                "loss_trained": trained,
+                "constant_terms": list(constant),
                 "mse": means[1],
                 "psf": means[2],
                 "budget": means[3],
@@ -689,7 +448,6 @@ def _train(
             training_state: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "best_val_psnr": best_psnr,
@@ -712,6 +470,10 @@ def _train(
         best_epoch = config.epochs
         if runtime.is_main:
             _save(out_path, model, config_json, {"epoch": best_epoch, "val_psnr": None})
+    if config.model.fusion == "residual" and val_data is not None and runtime.is_main:
+        best_psnr = _keep_residual_only_if_better(
+            out_path, config, config_json, val_data, device, best_psnr
+        )
     runtime.barrier()
     return TrainResult(
         checkpoint=out_path,
@@ -725,6 +487,68 @@ def _train(
     )
 
 
+def constant_terms(config: TrainConfig) -> tuple[str, ...]:
+    """Loss terms that carry no gradient: L_mask when the fusion map is fixed (the static map or
+    the per-frame annotated maps), so it only shifts the displayed loss."""
+    model = config.model
+    if model.fusion == "convex" and model.eba_mode in ("static", "frame"):
+        return ("mask",)
+    return ()
+
+
+def loss_weights(config: TrainConfig) -> LossWeights:
+    """The weights of the loss terms: the paper's, or the MSE alone for residual fusion."""
+    if config.model.fusion == "residual":
+        return LossWeights(0.0, 0.0, 0.0)
+    return LossWeights(config.psf_weight, config.budget_weight, config.mask_weight)
+
+
+def _keep_residual_only_if_better(
+    out_path: Path,
+    config: TrainConfig,
+    config_json: str,
+    val_data: FrameData,
+    device: torch.device,
+    best_psnr: float | None,
+) -> float | None:
+    """Residual fusion never loses to its MRI branch on validation: the kept checkpoint's
+    fusion map w is compared with w = 0 (x = x_m exactly); if w = 0 scores at least as well,
+    the checkpoint is rewritten with w = 0 and says so (info ``residual_kept`` False)."""
+    checkpoint = read_checkpoint(out_path)
+    model = SiremNet(checkpoint.model_config).to(device)
+    model.load_state_dict(checkpoint.state_dict, strict=True)
+    assert model.residual_w is not None
+    _, learned = evaluate_frames(model, val_data, config, device=device)
+    with torch.no_grad():
+        model.residual_w.zero_()
+    _, mri_only = evaluate_frames(model, val_data, config, device=device)
+    info = {**checkpoint.info, "val_psnr_w0": mri_only, "val_psnr_learned_w": learned}
+    if mri_only >= learned:
+        _save(out_path, model, config_json, {**info, "residual_kept": False, "val_psnr": mri_only})
+        return mri_only
+    info["residual_kept"] = True
+    model.load_state_dict(checkpoint.state_dict, strict=True)
+    _save(out_path, model, config_json, {**info, "val_psnr": learned})
+    return best_psnr
+
+
+class TrainingDiverged(SiremError):
+    """The loss or the weights became NaN/Inf; the last good checkpoint was kept."""
+
+
+def _diverged(epoch: int, out_path: Path, best_epoch: int, start_epoch: int) -> str:
+    if best_epoch > start_epoch:
+        kept = f"{out_path} keeps the weights of epoch {best_epoch}, the last good checkpoint"
+    elif out_path.exists():
+        kept = f"{out_path} is unchanged"
+    else:
+        kept = "no checkpoint was written"
+    return (
+        f"training diverged in epoch {epoch} (the loss or the weights became NaN or Inf): "
+        f"{kept}; lower --lr / --arm-lr, or check the data"
+    )
+
+
 def _save(
     path: Path,
     model: SiremNet,
@@ -735,5 +559,4 @@ def _save(
     payload = checkpoint_payload(
         model, train_config_json=config_json, info=info, training_state=training_state
     )
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_payload(path, payload)
