@@ -9,7 +9,7 @@ BENCH_DIR ?= bench_out
 export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup test demo bench ablation lint clean gpu-setup gpu-check weights
+.PHONY: setup test demo figures bench ablation lint clean gpu-setup gpu-check weights
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,12 @@ test: setup
 
 demo: setup
 	SIREM=$(BIN)/sirem bash examples/demo.sh $(DEMO_DIR)
+
+# The README's figures (docs/figures: figure2.jpg, figure3.png and their .labels.json), redrawn
+# with the current code from $(DEMO_DIR) (run make demo first); a test compares their labels
+# with the code's.
+figures: setup
+	SIREM=$(BIN)/sirem bash examples/figures.sh $(DEMO_DIR) docs/figures
 
 # The LPIPS/FID weight files into the torch hub cache (SHA-256 checked), for offline evaluation.
 weights: setup

@@ -46,9 +46,10 @@ $SIREM reconstruct --ckpt "$OUT/sirem.pt" "$OUT/prepared.h5" "$OUT/sirem-mri.h5"
   --overwrite
 
 step "7/8 evaluate against the ground truth and the reference; tables and figures"
+# (examples/figures.sh redraws the README's figures from the same files: make figures)
 $SIREM evaluate "$OUT/sirem.h5" "$OUT/sirem-no-audio.h5" "$OUT/sirem-mri.h5" "$OUT/gridding.h5" "$OUT/wavelet.h5" "$OUT/tv.h5" \
-  --target truth --target reference --prepared "$OUT/prepared.h5" \
-  --out "$OUT/metrics" --report "$OUT/report" --overwrite
+  --target truth --target reference --prepared "$OUT/prepared.h5" --out "$OUT/report" \
+  --overwrite
 
 step "8/8 export one test utterance as a video with its sound"
 PREFIX=$("${SIREM%sirem}python" -c "
@@ -60,4 +61,4 @@ if [ -n "$PREFIX" ]; then
     --overwrite
 fi
 
-step "done: outputs in $OUT/ (metrics/metrics.md, report/figure2.png, report/figure3.png)"
+step "done: outputs in $OUT/ (report/metrics.md, report/figure2.png, report/figure3.png)"

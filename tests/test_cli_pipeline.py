@@ -142,16 +142,22 @@ def test_evaluate_report_and_export(work):
         "classic",
         "--out",
         tmp / "metrics",
-        "--report",
-        tmp / "report",
     )
-    assert "SSIM" in result.output or "ssim" in result.output
+    assert "SSIM (LS)" in result.output and "PSNR (LS)" in result.output
     metrics = json.loads((tmp / "metrics" / "metrics.json").read_text())
     assert isinstance(metrics, dict | list)
     for name in ("metrics.csv", "metrics.md"):
         assert (tmp / "metrics" / name).stat().st_size > 0
-    for name in ("tables.md", "figure2.png", "figure3.png"):
-        assert (tmp / "report" / name).stat().st_size > 1000 or name == "tables.md"
+    # --out writes the figures by default, each with its labels sidecar
+    for name in ("figure2.png", "figure3.png"):
+        assert (tmp / "metrics" / name).stat().st_size > 1000
+    fig2 = json.loads((tmp / "metrics" / "figure2.labels.json").read_text())
+    assert fig2["target"] == "truth" and "|SIREM − Ground truth|" in fig2["row_labels"]
+    fig3 = json.loads((tmp / "metrics" / "figure3.labels.json").read_text())
+    assert fig3["yscale"] == "log" and fig3["warmup_excluded"]
+    # the real-time line at the data's own rate (13-arm frames: 12.8 fps), from the prepared file
+    data_lines = [d["ms_per_frame"] for d in fig3["lines"] if d["kind"] == "data"]
+    assert data_lines == [pytest.approx(13 * 6.004, rel=1e-3)]
     prefix = ReconSet(work["sirem"]).utterances[0].prefix
     invoke(
         "export",
@@ -168,6 +174,86 @@ def test_evaluate_report_and_export(work):
     n_frames = ReconSet(work["sirem"]).utterances[0].n_frames
     assert info.video_frames == n_frames and info.has_audio
     assert info.audio_duration_s == pytest.approx(n_frames * 13 * 6.004e-3, abs=0.03)
+
+
+def test_runtime_series_frame_rate_and_order_from_the_files(work, tmp_path):
+    """Figure 3 reads the data's frame rate from the recon file, else from its source prepared
+    file, and orders the utterances as the command reconstructed them (warm-up first)."""
+    from sirem_cli.api.evaluate import runtime_series
+    from sirem_cli.io.prepared import PreparedSet
+
+    dataset = PreparedSet([work["prepared"]])
+    order = [u.prefix for u in dataset.utterances]
+    rate13 = 1 / (13 * 6.004e-3)
+    (series,) = runtime_series([work["gridding"]], None)  # via the file's source attribute
+    assert set(series.frame_rate_hz) == set(order)
+    assert all(r == pytest.approx(rate13, rel=1e-3) for r in series.frame_rate_hz.values())
+    with h5py.File(work["gridding"], "r") as f:
+        ms = {p: float(g.attrs["ms_per_frame"]) for p, g in f["utterances"].items()}
+    assert series.ms_per_frame == [ms[p] for p in order]
+    # a recon file's own frame_rate_hz wins; without it and without a readable source: none
+    own = tmp_path / "own.h5"
+    own.write_bytes(work["gridding"].read_bytes())
+    with h5py.File(own, "r+") as f:
+        for g in f["utterances"].values():
+            g.attrs["frame_rate_hz"] = 83.28
+        f.attrs["source"] = json.dumps([str(tmp_path / "moved.h5")])
+    (series,) = runtime_series([own], None)
+    assert set(series.frame_rate_hz.values()) == {83.28}
+    with h5py.File(own, "r+") as f:
+        for g in f["utterances"].values():
+            del g.attrs["frame_rate_hz"]
+    assert runtime_series([own], None)[0].frame_rate_hz == {}
+    assert set(runtime_series([own], dataset)[0].frame_rate_hz) == set(order)  # --prepared
+
+
+def test_evaluate_names_rows_after_files_and_keeps_the_report_option(work, tmp_path):
+    copy = tmp_path / "gridding_copy.h5"
+    copy.write_bytes(work["gridding"].read_bytes())  # the same method in a second file
+    result = invoke(
+        "evaluate",
+        work["gridding"],
+        copy,
+        "--target",
+        "truth",
+        "--prepared",
+        work["prepared"],
+        "--metrics",
+        "psnr,psnr_ls",
+        "--out",
+        tmp_path / "metrics",
+        "--no-figures",
+        "--report",
+        tmp_path / "report",
+    )
+    assert "Gridding (gridding.h5)" in result.output
+    assert "Gridding (gridding_copy.h5)" in result.output
+    methods = [
+        r["method"]
+        for r in json.loads((tmp_path / "metrics" / "metrics.json").read_text())["results"]
+    ]
+    assert methods == ["gridding (gridding.h5)", "gridding (gridding_copy.h5)"]
+    assert not (tmp_path / "metrics" / "figure2.png").exists()  # --no-figures
+    # --report (older scripts): tables.md there; --no-figures holds for it too
+    assert "Gridding (gridding_copy.h5)" in (tmp_path / "report" / "tables.md").read_text()
+    assert not (tmp_path / "report" / "figure2.png").exists()
+    invoke(
+        "evaluate",
+        work["gridding"],
+        copy,
+        "--target",
+        "truth",
+        "--prepared",
+        work["prepared"],
+        "--metrics",
+        "psnr",
+        "--report",
+        tmp_path / "report2",
+    )
+    fig3 = json.loads((tmp_path / "report2" / "figure3.labels.json").read_text())
+    assert fig3["tick_labels"] == ["Gridding (gridding.h5)", "Gridding (gridding_copy.h5)"]
+    result = runner.invoke(app, ["evaluate", str(copy), str(copy), "--target", "truth"])
+    assert result.exit_code == 2 and "given twice" in result.output
 
 
 @pytest.mark.parametrize(

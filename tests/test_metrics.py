@@ -23,8 +23,8 @@ from sirem_cli.metrics.evaluate import (
     results_from_json,
     results_to_csv,
     results_to_json,
-    write_results,
 )
+from sirem_cli.report.outputs import write_results
 
 
 def smooth_frames(seed: int, f: int = 3, h: int = 84, w: int = 84) -> np.ndarray:
@@ -81,6 +81,57 @@ def test_shapes_single_frame_and_errors():
 
 
 # --- known values -------------------------------------------------------------------------
+
+
+def test_least_squares_scaled_metrics_of_an_exact_multiple_are_perfect():
+    y = smooth_frames(40)
+    for c in (0.3, 0.8, 1.7):
+        x = c * y
+        np.testing.assert_allclose(image.ls_scale(x, y), 1 / c, rtol=1e-12)
+        np.testing.assert_array_equal(image.psnr_ls(x, y), registry.PSNR_CAP_DB)
+        np.testing.assert_allclose(image.ssim_ls(x, y), 1.0, atol=1e-12)
+        assert np.all(image.psnr(x, y) < 40)  # the max-normalized metric does see the scale
+    # a different scale per frame is undone frame by frame
+    x = y * np.array([0.5, 1.0, 2.0])[:, None, None]
+    np.testing.assert_array_equal(image.psnr_ls(x, y), registry.PSNR_CAP_DB)
+    assert image.psnr_ls(x[0], y[0]).shape == ()
+
+
+def test_least_squares_scale_minimizes_the_error_and_matches_scikit_image():
+    from scipy.optimize import minimize_scalar
+
+    y = smooth_frames(41)
+    x = np.clip(0.7 * noisy(y, 0.05, 42) + 0.05, 0, 1)
+    a = image.ls_scale(x, y)
+    for k in range(y.shape[0]):
+        best = minimize_scalar(lambda s, k=k: np.sum((s * x[k] - y[k]) ** 2), bracket=(0.1, 3.0))
+        np.testing.assert_allclose(a[k], best.x, rtol=1e-6)
+        ax = a[k] * x[k]
+        np.testing.assert_allclose(
+            image.psnr_ls(x, y)[k], peak_signal_noise_ratio(y[k], ax, data_range=1), rtol=1e-12
+        )
+        ref_s = structural_similarity(
+            ax, y[k], gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1
+        )
+        np.testing.assert_allclose(image.ssim_ls(x, y)[k], ref_s, rtol=1e-10, atol=1e-12)
+    # a = 1 is a candidate, so the scaled PSNR is never below the plain one
+    assert np.all(image.psnr_ls(x, y) >= image.psnr(x, y))
+    # an all-zero frame: a = 0, the same score as the zero frame itself
+    z = np.zeros_like(y)
+    np.testing.assert_array_equal(image.ls_scale(z, y), 0.0)
+    np.testing.assert_allclose(image.psnr_ls(z, y), image.psnr(z, y))
+
+
+def test_least_squares_scale_removes_the_cost_of_a_streak_setting_the_maximum():
+    """One bright pixel sets the frame's maximum; max normalization then darkens the whole
+    frame, which the least-squares scale undoes (the image error is one pixel)."""
+    y = smooth_frames(43)
+    x = y.copy()
+    x[:, 40, 40] = 1.6
+    x /= x.max(axis=(1, 2), keepdims=True)  # per-frame max normalization, as the pipeline does
+    gain = image.psnr_ls(x, y) - image.psnr(x, y)
+    assert np.all(gain > 3.0)
+    assert np.all(image.ssim_ls(x, y) > image.ssim(x, y))
 
 
 def test_known_values_constant_offset():
@@ -228,6 +279,8 @@ def test_registry_names_flags_and_parsing():
     assert registry.METRIC_NAMES == (
         "ssim",
         "psnr",
+        "ssim_ls",
+        "psnr_ls",
         "mse",
         "nmse",
         "nrmse",
@@ -237,7 +290,12 @@ def test_registry_names_flags_and_parsing():
         "fid",
     )
     higher = {n for n, s in registry.METRICS.items() if s.higher_is_better}
-    assert higher == {"ssim", "psnr", "vif"}
+    assert higher == {"ssim", "psnr", "ssim_ls", "psnr_ls", "vif"}
+    assert registry.METRICS["psnr_ls"].label == "PSNR (LS)"
+    assert registry.METRICS["ssim_ls"].label == "SSIM (LS)"
+    # the default selection shows both normalizations; classic holds every weight-free metric
+    assert {"ssim", "psnr", "ssim_ls", "psnr_ls"} <= set(registry.parse_metrics("paper"))
+    assert {"ssim_ls", "psnr_ls"} <= set(registry.parse_metrics("classic"))
     assert {n for n, s in registry.METRICS.items() if s.scope == "set"} == {"fid"}
     assert {n for n, s in registry.METRICS.items() if s.needs_weights} == {"lpips", "fid"}
     assert registry.parse_metrics("PSNR, ssim") == ("ssim", "psnr")
@@ -295,6 +353,16 @@ def test_evaluate_sequences_means_and_std_by_hand(no_weights):
     assert res.summary["mse"].n == 2
     assert res.unavailable == {}
     assert res.per_frame["u2"]["mse"].shape == (3,)
+
+
+def test_evaluate_reports_the_least_squares_scaled_twins(no_weights):
+    y = smooth_frames(23, f=2)
+    res = evaluate_sequences(
+        {"u": 0.5 * y}, {"u": y}, "paper", method="m", target_name="t", weights_dir=no_weights
+    )
+    assert res.summary["psnr_ls"].mean == registry.PSNR_CAP_DB  # a multiple of the target
+    np.testing.assert_allclose(res.summary["ssim_ls"].mean, 1.0, atol=1e-12)
+    np.testing.assert_allclose(res.summary["psnr"].mean, np.mean(image.psnr(0.5 * y, y)))
 
 
 def test_evaluate_caps_psnr_and_skips_undefined_frames(no_weights):
@@ -376,3 +444,20 @@ def test_results_json_csv_markdown_round_trip(tmp_path, no_weights):
     assert "Target: Reference (USC)" in md and "SIREM (w/o audio)" in md
     assert "better" in md  # table 2 (sirem vs sirem-no-audio) is included
     assert "alex.pth" in md  # the unavailable note
+
+
+def test_metrics_never_import_the_report_package():
+    """Imports run report -> metrics only (issue 12: no import cycle between the two)."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "sirem_cli" / "metrics"
+    offenders = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("sirem_cli.report")]
+    assert offenders == []

@@ -30,13 +30,17 @@ def evaluate(
         None, "--prepared", help="Prepared file(s) (for reference/truth)."
     ),
     out_dir: Path = typer.Option(
-        None, "--out", help="Folder for metrics.json, metrics.csv, metrics.md."
+        None,
+        "--out",
+        help="Folder for metrics.json/.csv/.md (tables 1 and 2) and figures 2 and 3 (PNG, with "
+        "a .labels.json sidecar each).",
     ),
     metrics: str = typer.Option(
         "paper",
         "--metrics",
         callback=check_metrics,
-        help=f"Comma-separated names ({', '.join(METRIC_NAMES)}), or paper | classic | all.",
+        help=f"Comma-separated names ({', '.join(METRIC_NAMES)}), or paper (the paper's seven "
+        "plus SSIM and PSNR after the least-squares scale) | classic (no weights) | all.",
     ),
     weights_dir: Path = typer.Option(
         None,
@@ -49,8 +53,14 @@ def evaluate(
         help="Never download missing LPIPS/FID weights (also SIREM_OFFLINE=1 or HF_HUB_OFFLINE=1).",
     ),
     fid_frames: int = typer.Option(512, "--fid-frames", help="Frames sampled for FID (0: all)."),
+    figures: bool = typer.Option(
+        True, "--figures/--no-figures", help="Write figures 2 and 3 with the metrics (--out)."
+    ),
     report: Path = typer.Option(
-        None, "--report", help="Also write tables.md, figure2.png, figure3.png here."
+        None,
+        "--report",
+        help="Older option, kept for scripts: figures and tables.md go to this folder instead "
+        "of --out (alone, it writes only those).",
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace existing files in --out and --report."
@@ -58,7 +68,9 @@ def evaluate(
 ) -> None:
     """Compare reconstructions with SSIM, PSNR, MSE, NMSE, NRMSE, HFEN, VIF, LPIPS and FID.
 
-    Values are computed per utterance and averaged over utterances (mean and std).
+    Values are computed per utterance and averaged over utterances (mean and std). SSIM (LS)
+    and PSNR (LS) score each frame after its least-squares scale to the target. Two files of
+    the same method get rows named after their files, e.g. "SIREM (model_a.h5)".
     """
     with cli_errors():
         from sirem_cli.api.evaluate import run_evaluate
@@ -77,6 +89,7 @@ def evaluate(
                 weights_dir=weights_dir,
                 offline=True if offline else None,
                 fid_max_frames=fid_frames or None,
+                figures=figures,
                 report_dir=report,
                 overwrite=overwrite,
                 progress=report_fn,

@@ -4,7 +4,8 @@ A *sequence* is one utterance: an (F, H, W) float array of magnitude frames in [
 reconstruction method is evaluated against one target (the USC reference, another method's
 reconstruction, or the synthetic ground truth) over the sequences they share:
 
-* frame-scope metrics (SSIM, PSNR, MSE, NMSE, NRMSE, HFEN, VIF, LPIPS) are computed per frame,
+* frame-scope metrics (SSIM, PSNR, their least-squares-scaled twins SSIM (LS) and PSNR (LS),
+  MSE, NMSE, NRMSE, HFEN, VIF, LPIPS) are computed per frame,
   averaged over the frames of each sequence (frames where a metric is undefined, NaN, are
   skipped and counted), then summarized by the mean and the sample standard deviation
   (ddof = 1; NaN for a single sequence) over sequences;
@@ -15,9 +16,9 @@ PSNR of identical frames is capped at 100 dB (:data:`~sirem_cli.metrics.registry
 LPIPS and FID need pretrained weight files; when they are missing the metric is reported as
 unavailable with the reason (never as a number).
 
-Results serialize to JSON (lossless, ``results_to_json``/``results_from_json``), CSV (one row
-per sequence plus ``mean`` and ``std`` rows) and markdown (the paper-style tables of
-:mod:`sirem_cli.report.tables` plus per-sequence details).
+Results serialize to JSON (lossless, ``results_to_json``/``results_from_json``) and CSV (one
+row per sequence plus ``mean`` and ``std`` rows). The markdown tables and the files of a report
+are built in :mod:`sirem_cli.report` (which imports this module, never the other way round).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from sirem_cli.errors import FormatError, ShapeError
-from sirem_cli.io.atomic import atomic_path
 from sirem_cli.metrics.registry import METRIC_NAMES, METRICS, PSNR_CAP_DB, parse_metrics
 
 __all__ = [
@@ -46,8 +46,6 @@ __all__ = [
     "results_from_json",
     "results_to_csv",
     "results_to_json",
-    "results_to_markdown",
-    "write_results",
 ]
 
 RESULTS_FORMAT = "sirem-metrics"
@@ -299,6 +297,8 @@ def _frame_functions(metrics: Sequence[str], psnr_cap_db: float | None) -> dict[
     table: dict[str, Callable] = {
         "ssim": image.ssim,
         "psnr": lambda x, y: image.psnr(x, y, cap_db=psnr_cap_db),
+        "ssim_ls": image.ssim_ls,
+        "psnr_ls": lambda x, y: image.psnr_ls(x, y, cap_db=psnr_cap_db),
         "mse": image.mse,
         "nmse": image.nmse,
         "nrmse": image.nrmse,
@@ -566,55 +566,3 @@ def results_to_csv(results: Sequence[EvalResult]) -> str:
                 cells.append(_csv_value(None if s is None else getattr(s, row)))
             w.writerow([r.method, r.target, row, "", total, *cells])
     return buf.getvalue()
-
-
-def results_to_markdown(results: Sequence[EvalResult], *, per_sequence: bool = True) -> str:
-    """Markdown report: table 1 (one block per target), table 2 when both "sirem" and
-    "sirem-no-audio" were evaluated, notes on unavailable metrics, and optionally the
-    per-sequence values of every (method, target) pair."""
-    from sirem_cli.report import tables
-
-    parts = ["# Evaluation", ""]
-    for block in tables.table1(results):
-        parts += [block.to_markdown(), ""]
-    t2 = tables.table2(results)
-    if t2 is not None:
-        parts += [t2.to_markdown(), ""]
-    notes = sorted({msg for r in results for msg in r.unavailable.values()})
-    if notes:
-        parts += ["Unavailable metrics:", ""] + [f"- {n}" for n in notes] + [""]
-    if per_sequence:
-        for block in tables.per_sequence_tables(results):
-            parts += [block.to_markdown(), ""]
-    return "\n".join(parts).rstrip() + "\n"
-
-
-def write_results(
-    results: Sequence[EvalResult],
-    out_dir: Path | str,
-    *,
-    stem: str = "metrics",
-    include_frames: bool = False,
-    overwrite: bool = True,
-) -> dict[str, Path]:
-    """Write ``<stem>.json``, ``<stem>.csv`` and ``<stem>.md`` into ``out_dir`` atomically.
-
-    Returns:
-        ``{"json": path, "csv": path, "md": path}``.
-
-    Raises:
-        OutputError: a file exists and ``overwrite`` is False, or the folder is not writable.
-    """
-    out = Path(out_dir)
-    texts = {
-        "json": results_to_json(results, include_frames=include_frames),
-        "csv": results_to_csv(results),
-        "md": results_to_markdown(results),
-    }
-    paths: dict[str, Path] = {}
-    for ext, text in texts.items():
-        path = out / f"{stem}.{ext}"
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-        paths[ext] = path
-    return paths

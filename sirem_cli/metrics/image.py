@@ -5,6 +5,11 @@ frame (H, W) or a sequence (F, H, W), values in [0, 1], and returns the per-fram
 a float64 array of shape ``recon.shape[:-2]``: () for one frame, (F,) for a sequence. Averaging
 over frames and sequences is done by :mod:`sirem_cli.metrics.evaluate`.
 
+``psnr_ls`` and ``ssim_ls`` score the reconstruction after the per-frame least-squares scale
+(:func:`ls_scale`), so a frame that is an exact multiple of its target scores perfectly: at
+2 arms per frame one streak can set a frame's maximum, and the per-frame max normalization then
+costs PSNR that is not an image error.
+
 Undefined values (a zero denominator, e.g. NMSE against an all-zero target frame) are NaN,
 except that identical frames always give a perfect score (0 error); the evaluation skips NaN
 frames and counts them.
@@ -18,7 +23,18 @@ from scipy import ndimage
 from sirem_cli.errors import ShapeError
 from sirem_cli.metrics.registry import PSNR_CAP_DB
 
-__all__ = ["hfen", "log_kernel", "mse", "nmse", "nrmse", "psnr", "ssim"]
+__all__ = [
+    "hfen",
+    "log_kernel",
+    "ls_scale",
+    "mse",
+    "nmse",
+    "nrmse",
+    "psnr",
+    "psnr_ls",
+    "ssim",
+    "ssim_ls",
+]
 
 
 def as_frame_pair(recon: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -190,6 +206,72 @@ def ssim(
     smap = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
     r = radius
     return _out(np.mean(smap[:, r:-r, r:-r], axis=(1, 2)), single)
+
+
+def ls_scale(recon: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-frame least-squares scale a = <x, y> / <x, x>, the minimizer of ||a x - y||^2.
+
+    Args:
+        recon: (H, W) or (F, H, W) frames x.
+        target: same shape, frames y.
+
+    Returns:
+        () or (F,) float64 scales; 0 for an all-zero recon frame (then a x = 0 for any a).
+    """
+    x, y, single = as_frame_pair(recon, target)
+    num = np.einsum("fhw,fhw->f", x, y)
+    den = np.einsum("fhw,fhw->f", x, x)
+    a = np.zeros_like(num)
+    ok = den > 0
+    a[ok] = num[ok] / den[ok]
+    return _out(a, single)
+
+
+def _scaled(recon: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(F, H, W) a x and y in float64 (a per frame from :func:`ls_scale`), plus the shape flag."""
+    x, y, single = as_frame_pair(recon, target)
+    a = ls_scale(x, y)
+    return a[:, None, None] * x, y, single  # (F, 1, 1) * (F, H, W)
+
+
+def psnr_ls(
+    recon: np.ndarray,
+    target: np.ndarray,
+    *,
+    data_range: float = 1.0,
+    cap_db: float | None = PSNR_CAP_DB,
+) -> np.ndarray:
+    """PSNR per frame after the least-squares scale: :func:`psnr` of (a x, y), a = :func:`ls_scale`.
+
+    Invariant to a positive scale of each recon frame; never below the PSNR of the unscaled
+    frame (a = 1 is one of the candidates the scale minimizes over).
+
+    Args:
+        recon: (H, W) or (F, H, W) frames.
+        target: same shape, in [0, 1].
+        data_range: peak value of the target (1 for [0, 1] frames).
+        cap_db: upper bound on the result (an exact multiple of the target reaches it), or None.
+
+    Returns:
+        () or (F,) float64, dB.
+    """
+    ax, y, single = _scaled(recon, target)
+    return _out(psnr(ax, y, data_range=data_range, cap_db=cap_db), single)
+
+
+def ssim_ls(recon: np.ndarray, target: np.ndarray, *, data_range: float = 1.0) -> np.ndarray:
+    """SSIM per frame after the least-squares scale: :func:`ssim` of (a x, y), a = :func:`ls_scale`.
+
+    Args:
+        recon: (H, W) or (F, H, W) frames, H and W at least 11.
+        target: same shape, in [0, 1].
+        data_range: dynamic range L of the target.
+
+    Returns:
+        () or (F,) float64; 1 for a frame that is an exact multiple of its target.
+    """
+    ax, y, single = _scaled(recon, target)
+    return _out(ssim(ax, y, data_range=data_range), single)
 
 
 def log_kernel(size: int = 15, sigma: float = 1.5) -> np.ndarray:

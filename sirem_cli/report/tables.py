@@ -8,7 +8,9 @@
 
 Tables are returned as :class:`TableData` (plain strings plus per-cell marks), which renders
 to markdown (:meth:`TableData.to_markdown`) or to a ``rich`` table (:meth:`TableData.to_rich`,
-rich imported lazily), so the CLI and the markdown report show the same numbers.
+rich imported lazily), so the CLI and the markdown report show the same numbers;
+:func:`results_to_markdown` assembles them into the evaluation report. Imports run one way:
+report -> metrics.
 """
 
 from __future__ import annotations
@@ -16,20 +18,21 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sirem_cli.metrics.evaluate import EvalResult
 from sirem_cli.metrics.registry import METRICS, PAPER_METRICS
 from sirem_cli.recon.registry import BASELINES
-
-if TYPE_CHECKING:
-    from sirem_cli.metrics.evaluate import EvalResult
 
 __all__ = [
     "METHOD_LABELS",
     "Delta",
     "TableData",
     "method_label",
+    "ordered_methods",
     "per_sequence_tables",
+    "results_to_markdown",
+    "split_name",
     "table1",
     "table2",
     "table2_deltas",
@@ -59,9 +62,28 @@ TABLE_METRIC_ORDER: tuple[str, ...] = (*PAPER_METRICS, "mse", "nmse")
 NA = "n/a"
 
 
+def split_name(name: str) -> tuple[str, str]:
+    """``"sirem (model_a.h5)"`` -> ``("sirem", "model_a.h5")``; a plain name -> ``(name, "")``.
+
+    Evaluation names a method that two files share after each file (see
+    :func:`sirem_cli.api.evaluate.unique_method_names`).
+    """
+    base, sep, rest = name.partition(" (")
+    if sep and rest.endswith(")") and base in METHOD_LABELS:
+        return base, rest[:-1]
+    return name, ""
+
+
 def method_label(name: str) -> str:
-    """Display name of a method or target (the name itself when unknown)."""
-    return METHOD_LABELS.get(name, name)
+    """Display name of a method or target (the name itself when unknown).
+
+    A known method qualified by its file keeps the qualifier: ``"sirem (model_a.h5)"`` ->
+    ``"SIREM (model_a.h5)"``.
+    """
+    if name in METHOD_LABELS:
+        return METHOD_LABELS[name]
+    base, qualifier = split_name(name)
+    return f"{METHOD_LABELS[base]} ({qualifier})" if qualifier else name
 
 
 def _arrow(metric: str) -> str:
@@ -134,10 +156,14 @@ def _escape(text: str) -> str:
     return text.replace("[", r"\[")
 
 
-def _ordered_methods(names: Iterable[str]) -> list[str]:
+def ordered_methods(names: Iterable[str]) -> list[str]:
+    """Known methods in the paper's row order (a file-qualified name at its method's place),
+    then the others in order of appearance."""
     seen = list(dict.fromkeys(names))
-    known = [m for m in METHOD_ORDER if m in seen]
-    return known + [m for m in seen if m not in METHOD_ORDER]
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    known = [m for m in seen if split_name(m)[0] in rank]
+    known.sort(key=lambda m: rank[split_name(m)[0]])  # stable: files of one method keep order
+    return known + [m for m in seen if m not in known]
 
 
 def _table_metrics(results: Sequence[EvalResult], metrics: Iterable[str] | None) -> list[str]:
@@ -172,7 +198,7 @@ def table1(
             for r in results
             if r.target == target and not (skip_self and r.method == target)
         }
-        methods = _ordered_methods(by_method)
+        methods = ordered_methods(by_method)
         rows: list[list[str]] = []
         marks: list[list[str]] = []
         best: dict[str, float] = {}
@@ -353,3 +379,22 @@ def per_sequence_tables(results: Sequence[EvalResult]) -> list[TableData]:
             )
         )
     return blocks
+
+
+def results_to_markdown(results: Sequence[EvalResult], *, per_sequence: bool = True) -> str:
+    """Markdown report: table 1 (one block per target), table 2 when both "sirem" and
+    "sirem-no-audio" were evaluated, notes on unavailable metrics, and optionally the
+    per-sequence values of every (method, target) pair."""
+    parts = ["# Evaluation", ""]
+    for block in table1(results):
+        parts += [block.to_markdown(), ""]
+    t2 = table2(results)
+    if t2 is not None:
+        parts += [t2.to_markdown(), ""]
+    notes = sorted({msg for r in results for msg in r.unavailable.values()})
+    if notes:
+        parts += ["Unavailable metrics:", ""] + [f"- {n}" for n in notes] + [""]
+    if per_sequence:
+        for block in per_sequence_tables(results):
+            parts += [block.to_markdown(), ""]
+    return "\n".join(parts).rstrip() + "\n"
