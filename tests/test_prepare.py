@@ -371,3 +371,20 @@ def test_readers_wait_for_a_writer_holding_the_lock(prepared_file, tmp_path, mon
     monkeypatch.setattr(prepared_io, "LOCK_WAIT_S", 0.3)
     with _lock_held(path, 30), pytest.raises(FormatError, match="locked by another process"):
         PreparedSet([path])
+
+
+def test_audio_tolerance_is_honoured(synth_corpus, tmp_path):
+    """Audio 1.5 s longer than the scan fails at the default tolerance (1 s) and passes with
+    --audio-tolerance 2 (the frames' windows are unchanged: sample 0 is the scan start)."""
+    import soundfile
+
+    files = _copy_one(synth_corpus, tmp_path / "c")
+    audio, rate = soundfile.read(files["audio.wav"])
+    soundfile.write(
+        files["audio.wav"], np.concatenate([audio, np.zeros(int(1.5 * rate))]), rate,
+        subtype="PCM_16",
+    )  # fmt: skip
+    out = tmp_path / "p.h5"
+    _assert_failed(_prepare(tmp_path / "c", out), out, "--audio-tolerance")
+    result = _prepare(tmp_path / "c", out, "--audio-tolerance", "2")
+    assert result.exit_code == 0, result.output

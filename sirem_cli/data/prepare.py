@@ -268,6 +268,7 @@ def prepare_utterance(
         frame_time,
         config.audio_context_s,
         ns * tr_s,
+        config.audio_tolerance_s,
     )  # step 8
     warnings += audio_warn
     for name, value in (
@@ -319,8 +320,12 @@ def scan_interleaves(raw: Any, path: Any) -> tuple[np.ndarray, np.ndarray, np.nd
     (and dropped), so that NaN/Inf anywhere in the file is reported even where no frame uses it.
 
     Returns:
-        interleaf (ns,) int64, traj (I, S, 2) float64 cycles/pixel and dcf (I, S) float32
-        (:func:`interleaf_table`).
+        interleaf (ns,) int64, traj (I, S, 2) float64 cycles/pixel and dcf (I, S) float32.
+
+    Raises:
+        FormatError: an interleaf never acquired, a trajectory outside |k| ~ 0.5, an interleaf
+            whose trajectory changes within the utterance (format version 2 stores one table),
+            or a negative/non-finite DCF.
     """
     parts_il, table, table_dcf = [], None, None
     ns = raw.n_acquisitions
