@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -63,9 +64,11 @@ def test_ttv_with_lam_auto_beats_gridding_by_10_db_and_frames_are_pixel_aligned(
     _sirem("baseline", prepared_n2, grid, "--method", "gridding")
     out = _sirem(
         "baseline", prepared_n2, ttv, "--method", "ttv", "--lam", "auto",
-        "--iters", "40", "--lam-frames", "24",
+        "--iters", "30", "--lam-frames", "16",
     )  # fmt: skip
-    assert "auto vs truth" in out
+    assert "lambda search" in out
+    config = json.loads(ReconSet(ttv).attrs["config"])
+    assert config["lam_target"] == "truth" and len(config["lam_scores"]) == 20
     ref = _first(prepared_n2)
     truth = PreparedSet.read(ref, ["truth"])["truth"]
     scores = {
