@@ -346,3 +346,13 @@ def test_real_streams_in_a_subprocess(tmp_path):
     assert proc.stderr.startswith("error: missing") and proc.stderr.count("\n") == 1
     proc = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.startswith("error: missing")
+
+
+def test_output_mode_ends_with_its_command(tmp_path, monkeypatch):
+    """A --quiet / --json command leaves no mode behind for library use in the same process."""
+    from sirem_cli.cli import _common
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    invoke("weights", "status", "--json", "-q")
+    assert (_common.mode.quiet, _common.mode.json, _common.mode.notes) == (False, False, [])
+    assert not _common.out.quiet and not _common.err.quiet

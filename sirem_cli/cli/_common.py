@@ -78,19 +78,28 @@ def _apply_mode() -> None:
     err.quiet = mode.quiet
 
 
-def set_quiet(value: bool) -> bool:
-    """Typer callback of ``--quiet``: set :data:`mode` (and forget an earlier command's notes)."""
+def _reset_mode() -> None:
+    mode.quiet = mode.json = False
+    mode.notes.clear()
+    mode.warnings.clear()
+    _apply_mode()
+
+
+def set_quiet(ctx: typer.Context, value: bool) -> bool:
+    """Typer callback of ``--quiet``: set :data:`mode` for this command (reset when it ends)."""
     mode.quiet = bool(value)
     mode.notes.clear()
     mode.warnings.clear()
     _apply_mode()
+    ctx.call_on_close(_reset_mode)
     return value
 
 
-def set_json(value: bool) -> bool:
-    """Typer callback of ``--json``: set :data:`mode`."""
+def set_json(ctx: typer.Context, value: bool) -> bool:
+    """Typer callback of ``--json``: set :data:`mode` for this command (reset when it ends)."""
     mode.json = bool(value)
     _apply_mode()
+    ctx.call_on_close(_reset_mode)
     return value
 
 
