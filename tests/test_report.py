@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from sirem_cli.errors import FormatError, ShapeError
+from sirem_cli.errors import FormatError, InputError, ShapeError
+from sirem_cli.io.prepared import ReconWriter
 from sirem_cli.metrics.evaluate import EvalResult, MetricStats
 from sirem_cli.report import figures, tables
 
@@ -267,19 +268,15 @@ def test_figure3_runtime_written_and_read_from_recon_files(tmp_path):
     paths = []
     for method, ms in (("gridding", [1.1, 1.3]), ("wavelet", [600.0, 603.0]), ("sirem", [14.6])):
         p = tmp_path / f"{method}.h5"
-        with h5py.File(p, "w") as f:
-            f.attrs["format"] = "sirem-recon"
-            f.attrs["method"] = method
-            f.attrs["source"] = json.dumps(["prepared.h5"])
+        with ReconWriter(p, method=method, source=["prepared.h5"], config={}) as w:
             for i, v in enumerate(ms):
-                g = f.create_group(f"utterances/u{i}")
-                g.attrs["ms_per_frame"] = v
-                if method == "sirem":
-                    g.attrs["frame_rate_hz"] = 83.28
+                extra = {"frame_rate_hz": 83.28} if method == "sirem" else {}
+                w.write_recon(f"u{i}", np.zeros((4, 8, 8)), wall_s=4 * v / 1000, extra=extra)
         paths.append(p)
     runtimes = figures.read_runtimes(paths)
     assert [r.method for r in runtimes] == ["gridding", "wavelet", "sirem"]
-    assert runtimes[1].ms_per_frame == (600.0, 603.0) and runtimes[1].prefixes == ("u0", "u1")
+    assert runtimes[1].ms_per_frame == pytest.approx((600.0, 603.0))
+    assert runtimes[1].prefixes == ("u0", "u1")
     assert runtimes[0].frame_rate_hz == (None, None) and runtimes[2].frame_rate_hz == (83.28,)
     assert runtimes[0].source == ("prepared.h5",)
     out = figures.figure3_runtime(
@@ -291,11 +288,16 @@ def test_figure3_runtime_written_and_read_from_recon_files(tmp_path):
     assert meta["yscale"] == "log" and meta["warmup_excluded"] is True
     assert meta["tick_labels"] == ["Gridding", "Wavelet", "SIREM"]
     bad = tmp_path / "bad.h5"
-    with h5py.File(bad, "w") as f:
-        f.attrs["method"] = "x"
-        f.create_group("utterances/u0")
+    with ReconWriter(bad, method="x", source=[], config={}) as w:
+        w.write_recon("u0", np.zeros((4, 8, 8)), wall_s=0.1)
+    with h5py.File(bad, "a") as f:
+        del f["utterances/u0"].attrs["ms_per_frame"]
     with pytest.raises(FormatError, match="ms_per_frame"):
         figures.read_runtimes([bad])
+    with pytest.raises(FormatError, match="not a readable HDF5 file"):
+        figures.read_runtimes([figures.sidecar_path(out)])  # JSON, not HDF5
+    with pytest.raises(InputError, match="no such file"):
+        figures.read_runtimes([tmp_path / "missing.h5"])
     with pytest.raises(ShapeError):
         figures.figure3_runtime({"x": [float("nan")]}, tmp_path / "f.png")
 

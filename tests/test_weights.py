@@ -418,6 +418,30 @@ def test_cli_fetch_all_and_status_wrong_hash(home, server):
     assert (home["hub"] / "alex.pth").read_bytes() == _content("alex.pth")
 
 
+def test_cli_fetch_json_and_quiet(home, server, tmp_path):
+    """--json: the files fetched, with the registry override note; --quiet: nothing at all."""
+    res = runner.invoke(app, ["weights", "fetch", "--metric", "fid", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)  # stdout holds the JSON alone
+    name = "pt_inception-2015-12-05-6726825d.pth"
+    assert doc["command"] == "weights fetch" and doc["folder"] == str(home["hub"])
+    (row,) = doc["files"]
+    assert row["file"] == name and row["action"] == "downloaded" and row["verified"] is True
+    assert row["path"] == str(home["hub"] / name) and row["size"] == len(_content(name))
+    assert row["sha256"] == hashlib.sha256(_content(name)).hexdigest()
+    assert any("SIREM_WEIGHTS_REGISTRY" in n for n in doc["notes"]) and doc["warnings"] == []
+    res = runner.invoke(app, ["weights", "fetch", "--metric", "lpips", "--quiet"])
+    assert res.exit_code == 0 and res.stdout == "" and res.stderr == ""
+    assert len(server.requests) == 3
+    res = runner.invoke(app, ["weights", "status", "--json", "-q"])
+    assert res.exit_code == 0 and res.stderr == ""
+    assert all(f["verified"] for f in json.loads(res.stdout)["files"])
+    (home["hub"] / name).write_bytes(b"x")
+    res = runner.invoke(app, ["weights", "fetch", "--metric", "fid", "-q"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert len(res.stderr.splitlines()) == 1 and res.stderr.startswith("error: ")
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

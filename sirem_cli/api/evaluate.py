@@ -28,6 +28,42 @@ def _load_recon(path: Path) -> tuple[str, dict[str, np.ndarray]]:
     return recon.method, dict(recon.iter_frames())
 
 
+def held_out_check(recon: ReconSet, prepared: PreparedSet | None) -> tuple[str | None, str | None]:
+    """Whether a reconstruction's checkpoint was trained on a speaker of the utterances it holds.
+
+    The speakers trained on are the ``train_subjects`` of the file's ``config`` (written by
+    ``sirem reconstruct``; absent in baselines). Each utterance's speaker comes from
+    ``prepared`` when it holds them all, else from the prepared files the reconstruction names
+    in its ``source`` attribute.
+
+    Returns:
+        (warning, note): a one-line warning naming the speakers when their scores are not
+        held-out results; a note when the speakers are unknown (no prepared file readable).
+        Both None when the file was not made by a trained model or every speaker is held out.
+    """
+    trained = {str(s) for s in recon.config.get("train_subjects") or ()}
+    if not trained:
+        return None, None
+    prefixes = {u.prefix for u in recon.utterances}
+    dataset = prepared
+    if dataset is None or not prefixes <= {u.prefix for u in dataset.utterances}:
+        dataset = _source_set(recon.source, recon.path) or prepared
+    if dataset is None:
+        return None, (
+            f"{recon.path}: its utterances' speakers are unknown without --prepared, so it is not "
+            "checked whether they were held out from training"
+        )
+    subjects = {u.prefix: u.subject for u in dataset.utterances}
+    leaked = sorted({subjects[p] for p in prefixes if p in subjects} & trained)
+    if not leaked:
+        return None, None
+    checkpoint = recon.config.get("checkpoint", "its checkpoint")
+    return (
+        f"{recon.path}: the checkpoint {checkpoint} was trained on {', '.join(leaked)}, whose "
+        "utterances are evaluated here: their scores are not held-out results"
+    ), None
+
+
 def load_target(
     name: str, prefixes: Sequence[str], prepared: PreparedSet | None
 ) -> tuple[str, dict[str, np.ndarray]]:
@@ -105,12 +141,17 @@ class EvaluateResult:
         files: the metrics files (``json``, ``csv``, ``md``).
         report_files: figures, their label sidecars and (with ``report_dir``) tables.md.
         names: the row name of each reconstruction file, in the given order.
+        warnings: one line per reconstruction file whose checkpoint was trained on speakers
+            it is evaluated on (:func:`held_out_check`).
+        notes: one line per file whose speakers could not be checked.
     """
 
     results: list[Any]
     files: dict[str, Path]
     report_files: list[Path] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def run_evaluate(
@@ -188,7 +229,9 @@ def _run_evaluate(
         raise InputError("give at least one reconstruction file")
     recon_paths = [Path(p) for p in recon_paths]
     prepared_set = PreparedSet(prepared) if prepared else None
-    loaded = [_load_recon(path) for path in recon_paths]
+    recon_sets = [ReconSet(path) for path in recon_paths]
+    checks = [held_out_check(recon, prepared_set) for recon in recon_sets]
+    loaded = [(recon.method, dict(recon.iter_frames())) for recon in recon_sets]
     names = unique_method_names(recon_paths, [method for method, _ in loaded])
     by_method: dict[str, dict[str, np.ndarray]] = {
         name: frames for name, (_, frames) in zip(names, loaded, strict=True)
@@ -223,7 +266,14 @@ def _run_evaluate(
         )
     if report_dir is not None:
         report_files.insert(0, write_tables(results, Path(report_dir)))
-    return EvaluateResult(results, files, report_files, names)
+    return EvaluateResult(
+        results,
+        files,
+        report_files,
+        names,
+        warnings=[w for w, _ in checks if w],
+        notes=[n for _, n in checks if n],
+    )
 
 
 def write_tables(results: Sequence[Any], report_dir: Path) -> Path:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, fail, notice, out, stage_progress, table
-from sirem_cli.cli._options import BaselineMethod, choices_help
+from sirem_cli.cli._common import cli_errors, emit, fail, notice, out, stage_progress, table
+from sirem_cli.cli._options import BaselineMethod, JsonOutput, Quiet, choices_help
 from sirem_cli.recon.registry import BASELINES
 
 
@@ -56,6 +56,8 @@ def baseline(
         32, "--overlap", help="Frames shared by consecutive windows (ttv)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT.h5."),
+    quiet: Quiet = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Reconstruct prepared utterances with a non-learned baseline and record ms/frame."""
     if len(prepared) < 2:
@@ -112,3 +114,19 @@ def baseline(
                 [[f"{k[0]:.3g}", f"{k[1]:.3g}", f"{v:.2f}"] for k, v in result.lam_scores.items()],
             )
         )
+    emit(
+        "baseline",
+        {
+            "out": result.out,
+            "method": result.method,
+            "lam": result.lam,
+            "lam_spatial": result.lam_spatial,
+            "lam_target": result.lam_target or None,
+            "lam_search": [
+                {"lam": k[0], "lam_spatial": k[1], "psnr_db": v}
+                for k, v in result.lam_scores.items()
+            ],
+            "backend": result.backend,
+            "rows": [{"utterance": p, "frames": n, "ms_per_frame": ms} for p, n, ms in result.rows],
+        },
+    )

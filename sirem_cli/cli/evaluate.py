@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, err, out, stage_progress
+from sirem_cli.cli._common import cli_errors, emit, err, notice, out, stage_progress, warn
+from sirem_cli.cli._options import JsonOutput, Quiet
 from sirem_cli.metrics.registry import METRIC_NAMES, parse_metrics
 
 
@@ -65,6 +66,8 @@ def evaluate(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace existing files in --out and --report."
     ),
+    quiet: Quiet = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Compare reconstructions with SSIM, PSNR, MSE, NMSE, NRMSE, HFEN, VIF, LPIPS and FID.
 
@@ -94,13 +97,24 @@ def evaluate(
                 overwrite=overwrite,
                 progress=report_fn,
             )
+        for line in result.warnings:
+            warn(line)
         for block in table1(result.results):
             out.print(block.to_rich())
         t2 = table2(result.results)
         if t2 is not None:
             out.print(t2.to_rich())
-    notes = sorted({msg for r in result.results for msg in r.unavailable.values()})
+    notes = [*result.notes, *sorted({m for r in result.results for m in r.unavailable.values()})]
     for note in notes:
-        err.print(f"note: {note}")
+        notice(note)
     for path in [*result.files.values(), *result.report_files]:
         err.print(f"wrote {path}")
+    emit(
+        "evaluate",
+        {
+            "methods": result.names,
+            "files": result.files,
+            "report_files": result.report_files,
+            "results": [r.to_dict() for r in result.results],
+        },
+    )

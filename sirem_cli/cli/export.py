@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, err
+from sirem_cli.cli._common import cli_errors, emit, err
+from sirem_cli.cli._options import JsonOutput, Quiet
 
 
 def export(
@@ -22,6 +23,8 @@ def export(
     png_strip: bool = typer.Option(False, "--png-strip", help="Write a PNG strip of frames."),
     n_frames: int = typer.Option(8, "--frames", help="Frames in the PNG strip."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
+    quiet: Quiet = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Export a reconstruction at its frame rate with the utterance's audio muxed in sync."""
     with cli_errors():
@@ -45,3 +48,4 @@ def export(
             overwrite=overwrite,
         )
     err.print(f"wrote {path}")
+    emit("export", {"out": path, "kind": kind, "utterance": utterance})

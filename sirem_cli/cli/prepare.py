@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, err, out, stage_progress, table, warn
+from sirem_cli.cli._common import cli_errors, emit, notice, out, stage_progress, table, warn
+from sirem_cli.cli._options import JsonOutput, Quiet
 from sirem_cli.data.sources import LAYOUTS
 
 
@@ -68,6 +69,8 @@ def prepare(
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the default subject split."),
     strict: bool = typer.Option(False, "--strict", help="Fail on an utterance with missing files."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT.h5."),
+    quiet: Quiet = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Turn raw spiral k-space, references, audio and annotations into sirem's prepared format.
 
@@ -124,4 +127,15 @@ def prepare(
         f"{len(result.skipped)} skipped, {result.wall_s:.1f} s"
     )
     for note in result.notes:
-        err.print(f"note: {note}")
+        notice(note)
+    emit(
+        "prepare",
+        {
+            "out": result.out,
+            "utterances": result.utterances,
+            "skipped": result.skipped,
+            "frames": total_frames,
+            "scan_seconds": total_s,
+            "wall_s": result.wall_s,
+        },
+    )

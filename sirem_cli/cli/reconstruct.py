@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, fail, notice, out, stage_progress, table, warn
+from sirem_cli.cli._common import (
+    cli_errors,
+    emit,
+    fail,
+    notice,
+    out,
+    stage_progress,
+    table,
+    warn,
+)
+from sirem_cli.cli._options import JsonOutput, Quiet
 
 
 def reconstruct(
@@ -28,6 +38,8 @@ def reconstruct(
         False, "--no-cache", help="Neither read nor write the embedding cache (see README)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT.h5."),
+    quiet: Quiet = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Reconstruct with SIREM; embeddings missing from the user's cache are computed and cached."""
     if len(paths) < 2:
@@ -60,4 +72,16 @@ def reconstruct(
             ["utterance", "frames", "ms/frame end to end", "ms/frame cached embeddings"],
             [[p, n, f"{e2e:.2f}", f"{c:.2f}"] for p, n, e2e, c in result.rows],
         )
+    )
+    emit(
+        "reconstruct",
+        {
+            "out": result.out,
+            "method": result.method,
+            "backend": result.backend,
+            "rows": [
+                {"utterance": p, "frames": n, "ms_per_frame": e2e, "ms_per_frame_cached": c}
+                for p, n, e2e, c in result.rows
+            ],
+        },
     )

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, out, progress, table
+from sirem_cli.cli._common import cli_errors, emit, out, progress, table
+from sirem_cli.cli._options import JsonOutput, Quiet
 
 
 def synth(
@@ -35,6 +36,8 @@ def synth(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing OUT that sirem synth wrote (nothing else)."
     ),
+    quiet: Quiet = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Write a synthetic speech-rtMRI corpus with ground truth (the demo and test data).
 
@@ -84,4 +87,12 @@ def synth(
             ["utterance", "subject", "arms", "2-arm frames", "scan s", "wall s"],
             rows,
         )
+    )
+    emit(
+        "synth",
+        {
+            "out": result.out,
+            "config": result.config,
+            "utterances": result.utterances,
+        },
     )

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, err, out, progress, table
-from sirem_cli.cli._options import ArmSelection, EncoderName, Fusion, FusionMap, choices_help
+from sirem_cli.cli._common import cli_errors, emit, notice, out, progress, table
+from sirem_cli.cli._options import (
+    ArmSelection,
+    EncoderName,
+    Fusion,
+    FusionMap,
+    JsonOutput,
+    Quiet,
+    choices_help,
+)
 from sirem_cli.models.registry import ARM_SELECTIONS, ENCODERS, FUSION_MAPS, FUSIONS
 
 
@@ -62,6 +70,8 @@ def train(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing checkpoint, its resume file and logs."
     ),
+    quiet: Quiet = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Train SIREM: frozen-encoder embeddings are cached once; only the decoder and arm logits learn."""
     with cli_errors():
@@ -126,7 +136,7 @@ def train(
                 step_progress=step,
             )
     for note in result.notes:
-        err.print(f"note: {note}")
+        notice(note)
     constant = sorted({t for r in result.records for t in r.get("constant_terms", [])})
 
     def term(r: dict, name: str) -> str:
@@ -172,3 +182,18 @@ def train(
         f"(sum {sum(result.arm_weights):.2f})"
     )
     out.print(f"logs: {result.log_json}, {result.log_csv}")
+    emit(
+        "train",
+        {
+            "checkpoint": result.checkpoint,
+            "log_json": result.log_json,
+            "log_csv": result.log_csv,
+            "best_epoch": result.best_epoch,
+            "best_val_psnr": result.best_val_psnr,
+            "arm_weights": result.arm_weights,
+            "train_frames": result.n_train,
+            "val_frames": result.n_val,
+            "seconds": result.seconds,
+            "epochs": result.records,
+        },
+    )

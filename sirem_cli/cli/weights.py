@@ -19,7 +19,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sirem_cli.cli._common import cli_errors, err, fail, out
+from sirem_cli.cli._common import cli_errors, emit, err, fail, mode, notice, out
+from sirem_cli.cli._options import JsonOutput, Quiet
 from sirem_cli.errors import InputError
 from sirem_cli.metrics import weights as W
 
@@ -82,6 +83,24 @@ def _table(rows: list[W.FileStatus], title: str, *, with_action: bool = False) -
     return tab
 
 
+def _rows(rows: list[W.FileStatus]) -> list[dict[str, object]]:
+    """The JSON rows of ``--json``: one object per weight file."""
+    return [
+        {
+            "file": r.entry.name,
+            "metrics": r.metrics,
+            "path": r.path,
+            "verified": r.verified,
+            "check": "sha256" if r.full_hash else "hash prefix",
+            "size": r.size,
+            "sha256": r.actual_sha256,
+            "url": r.entry.url,
+            "action": r.action or None,
+        }
+        for r in rows
+    ]
+
+
 @contextlib.contextmanager
 def _download_bar() -> Iterator[W.DownloadProgress]:
     """A rich byte-progress bar per downloaded file, on stderr (off when not a terminal)."""
@@ -92,7 +111,7 @@ def _download_bar() -> Iterator[W.DownloadProgress]:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=err,
-        disable=not sys.stderr.isatty(),
+        disable=not sys.stderr.isatty() or mode.quiet,
     )
     tasks: dict[str, int] = {}
     with bar:
@@ -108,7 +127,7 @@ def _download_bar() -> Iterator[W.DownloadProgress]:
 def _registry_note() -> None:
     override = os.environ.get("SIREM_WEIGHTS_REGISTRY")
     if override:
-        err.print(f"note: URLs and hashes overridden by SIREM_WEIGHTS_REGISTRY={override}")
+        notice(f"URLs and hashes overridden by SIREM_WEIGHTS_REGISTRY={override}")
 
 
 def fetch(
@@ -127,6 +146,8 @@ def fetch(
     replace: bool = typer.Option(
         False, "--replace", help="Download again over a file that fails its SHA-256 check."
     ),
+    quiet: Quiet = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Download the weight files from their published URLs, each checked by SHA-256.
 
@@ -143,6 +164,7 @@ def fetch(
             )
     target = Path(weights_dir).expanduser() if weights_dir is not None else W.hub_checkpoint_dir()
     out.print(_table(rows, f"Weight files in {target}", with_action=True))
+    emit("weights fetch", {"folder": target, "files": _rows(rows)})
 
 
 def status(
@@ -150,10 +172,13 @@ def status(
     weights_dir: Path = typer.Option(
         None, "--weights-dir", help="Folder searched before the torch hub cache."
     ),
+    quiet: Quiet = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Show where each weight file is found, whether its SHA-256 checks out, and its size.
 
-    Exits 0 when every file is present and verified, else 2 with one line saying what to do.
+    Exits 0 when every file is present and verified, else 2 with one line saying what to do
+    (after the table, or the JSON with --json).
     """
     with cli_errors():
         chosen = _metrics(metric)
@@ -161,6 +186,7 @@ def status(
         rows = W.status(chosen, weights_dir)
     where = ", ".join(str(d) for d in W.search_dirs(weights_dir))
     out.print(_table(rows, f"Weight files (searched {where})"))
+    emit("weights status", {"searched": W.search_dirs(weights_dir), "files": _rows(rows)})
     missing = [r.entry.name for r in rows if r.verified is None]
     wrong = [str(r.path) for r in rows if r.verified is False]
     if wrong:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -348,12 +348,27 @@ class UtteranceRef:
 
 @dataclass(frozen=True)
 class ReconRef:
-    """One utterance of a reconstruction file."""
+    """One utterance of a reconstruction file.
+
+    Attributes:
+        path, prefix: where it is.
+        n_frames: F.
+        ms_per_frame: its ``ms_per_frame`` attribute (NaN when absent).
+        attrs: all attributes of ``/utterances/<prefix>`` (strings decoded), e.g.
+            ``frame_rate_hz``, ``wall_s``, ``ms_per_frame_cached`` (hdf5-format.md).
+    """
 
     path: Path
     prefix: str
     n_frames: int
     ms_per_frame: float
+    attrs: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def frame_rate_hz(self) -> float | None:
+        """The ``frame_rate_hz`` attribute when recorded and positive, else None."""
+        rate = self.attrs.get("frame_rate_hz")
+        return float(rate) if rate is not None and float(rate) > 0 else None
 
 
 def _attr(group: h5py.Group, key: str, path: Path) -> Any:
@@ -517,7 +532,15 @@ def _decode(value: Any) -> Any:
 
 
 class ReconSet:
-    """One reconstruction file, opened read-only and checked."""
+    """One reconstruction file, opened read-only and checked.
+
+    Attributes:
+        path: the file.
+        attrs: its root attributes (strings decoded; ``config`` and ``source`` as stored, JSON
+            text: see :attr:`config` and :attr:`source`).
+        method: its ``method`` attribute.
+        utterances: one :class:`ReconRef` per ``/utterances/<prefix>``, in the file's order.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -533,10 +556,40 @@ class ReconSet:
                         prefix=prefix,
                         n_frames=int(group["recon"].shape[0]),
                         ms_per_frame=float(group.attrs.get("ms_per_frame", float("nan"))),
+                        attrs={k: _decode(v) for k, v in group.attrs.items()},
                     )
                 )
         if not self.utterances:
             raise FormatError(f"{self.path}: holds no utterances")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The ``config`` attribute parsed (``{}`` when absent): every option of the command
+        that wrote the file; ``sirem reconstruct`` adds ``checkpoint`` and ``train_subjects``.
+
+        Raises:
+            FormatError: the attribute is not a JSON object.
+        """
+        text = self.attrs.get("config")
+        if text is None:
+            return {}
+        try:
+            value = json.loads(text)
+        except (json.JSONDecodeError, TypeError):
+            raise FormatError(f"{self.path}: the config attribute is not JSON") from None
+        if not isinstance(value, dict):
+            raise FormatError(f"{self.path}: the config attribute is not a JSON object")
+        return value
+
+    @property
+    def source(self) -> tuple[str, ...]:
+        """The prepared files it was made from (its ``source`` attribute; ``()`` when absent or
+        unreadable: only a hint where to find them)."""
+        try:
+            value = json.loads(self.attrs.get("source", "[]"))
+        except (json.JSONDecodeError, TypeError):
+            return ()
+        return tuple(str(s) for s in value) if isinstance(value, list) else ()
 
     def read(self, prefix: str) -> np.ndarray:
         """The (F, H, W) float32 frames of one utterance."""

@@ -176,7 +176,12 @@ ROOT_ATTRS_RECON = (
     AttrSpec("created", "str", "ISO 8601 time of writing (UTC)"),
     AttrSpec("method", "str", 'e.g. "sirem", "sirem-no-audio", "gridding", "wavelet", "tv", "ttv"'),
     AttrSpec("source", "str", "prepared file(s) reconstructed, JSON list of paths"),
-    AttrSpec("config", "str", "JSON of every option used"),
+    AttrSpec(
+        "config",
+        "str",
+        'JSON of every option used; sirem adds "checkpoint" and "train_subjects" (its training '
+        "speakers: sirem evaluate warns when it scores their utterances)",
+    ),
     AttrSpec("device", "str", '"cpu" or "cuda:N"'),
     AttrSpec("nufft_backend", "str", '"finufft" or "cufinufft"'),
 )

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from sirem_cli.errors import FormatError, InputError, ShapeError
+from sirem_cli.errors import FormatError, ShapeError
 from sirem_cli.io.atomic import atomic_path
 from sirem_cli.report.tables import method_label
 
@@ -621,15 +621,12 @@ class FileRuntime:
     source: tuple[str, ...]
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def read_runtimes(paths: Iterable[Path | str]) -> list[FileRuntime]:
     """The per-utterance ms/frame (and frame rate, when recorded) of reconstruction files.
 
-    Reads the root attributes ``method`` and ``source`` and each ``/utterances/<prefix>``
-    attribute ``ms_per_frame`` (and ``frame_rate_hz`` when present) (hdf5-format.md).
+    Reads them through :class:`sirem_cli.io.prepared.ReconSet`: the root attributes ``method``
+    and ``source`` and each ``/utterances/<prefix>`` attribute ``ms_per_frame`` (and
+    ``frame_rate_hz`` when present) (hdf5-format.md).
 
     Args:
         paths: reconstruction HDF5 files.
@@ -638,34 +635,26 @@ def read_runtimes(paths: Iterable[Path | str]) -> list[FileRuntime]:
         One :class:`FileRuntime` per file, in the given order.
 
     Raises:
-        InputError: a file is missing or unreadable.
-        FormatError: a file lacks the ``utterances`` group or the attributes.
+        InputError: a file is missing.
+        FormatError: a file is not a readable reconstruction file, or an utterance lacks the
+            attribute ``ms_per_frame``.
     """
-    import h5py
+    from sirem_cli.io.prepared import ReconSet
 
     out = []
     for p in map(Path, paths):
-        if not p.is_file():
-            raise InputError(f"{p}: no such file")
-        try:
-            f = h5py.File(p, "r")
-        except OSError as exc:
-            raise InputError(f"{p}: not a readable HDF5 file ({exc})") from exc
-        with f:
-            method = f.attrs.get("method")
-            if method is None or "utterances" not in f:
-                raise FormatError(f"{p}: not a reconstruction file (no 'method' or 'utterances')")
-            try:
-                source = tuple(str(s) for s in json.loads(_text(f.attrs.get("source", "[]"))))
-            except (json.JSONDecodeError, TypeError):
-                source = ()
-            prefixes, ms, rates = [], [], []
-            for prefix, group in f["utterances"].items():
-                if "ms_per_frame" not in group.attrs:
-                    raise FormatError(f"{p}: /utterances/{prefix} lacks the attribute ms_per_frame")
-                prefixes.append(prefix)
-                ms.append(float(group.attrs["ms_per_frame"]))
-                rate = group.attrs.get("frame_rate_hz")
-                rates.append(float(rate) if rate is not None and float(rate) > 0 else None)
-        out.append(FileRuntime(p, _text(method), tuple(prefixes), tuple(ms), tuple(rates), source))
+        recon = ReconSet(p)
+        for u in recon.utterances:
+            if "ms_per_frame" not in u.attrs:
+                raise FormatError(f"{p}: /utterances/{u.prefix} lacks the attribute ms_per_frame")
+        out.append(
+            FileRuntime(
+                p,
+                recon.method,
+                tuple(u.prefix for u in recon.utterances),
+                tuple(u.ms_per_frame for u in recon.utterances),
+                tuple(u.frame_rate_hz for u in recon.utterances),
+                recon.source,
+            )
+        )
     return out
