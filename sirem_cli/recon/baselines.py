@@ -144,7 +144,7 @@ class BaselineProblem:
         self.y = torch.as_tensor(
             np.ascontiguousarray(ksp, dtype=np.complex64), device=self.op.device
         )
-        self.b = self.op.adjoint(self.weights.forward(self.y))
+        self.b = self.op.adjoint(self.y, weights=self.weights)  # A^H W y, no weighted copy
         # NaN/inf anywhere in k-space reaches b (finite smaps and dcf are checked above);
         # checking the (8x smaller) image is cheaper than scanning k-space.
         if not bool(torch.isfinite(torch.view_as_real(self.b)).all()):
