@@ -212,6 +212,18 @@ def test_registry_is_import_light():
     )
 
 
+def test_import_backends_loads_what_a_reconstruction_runs_on():
+    """A command calls it before timing its first reconstruction (which then imports nothing)."""
+    code = (
+        "import sys; import sirem_cli.recon.baselines as b; "
+        "before = [m in sys.modules for m in ('torch', 'finufft', 'pywt')]; "
+        "b.import_backends('cpu'); "
+        "print(before, [m in sys.modules for m in ('torch', 'finufft', 'pywt')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[False, False, False] [True, True, True]"
+
+
 # -- solver building blocks ------------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(84, 84), (64, 48)])
 def test_wavelet_matches_pywt(shape):

@@ -286,7 +286,10 @@ def reconstruct(
     """
     spec = baseline_spec(method)
     _check_params(method, lam, iters)
-    problem = BaselineProblem(kspace, traj, dcf, smaps, arms=arms, device=device, eps=eps)
+    problem = _setup(
+        lambda: BaselineProblem(kspace, traj, dcf, smaps, arms=arms, device=device, eps=eps),
+        workers,
+    )
     if spec.solver is None:
         if progress is not None:
             progress(1)
@@ -294,6 +297,26 @@ def reconstruct(
     if spec.couples_frames:
         return _all_frames(method, problem, lam, int(iters), lam_spatial, progress, workers)
     return _per_frame(method, problem, lam, int(iters), progress, workers)
+
+
+def import_backends(device: Any = "cpu") -> None:
+    """Import what a reconstruction runs on (torch, the SENSE operators, the solvers and the
+    device's NUFFT backend) now rather than inside the first :func:`reconstruct`.
+
+    A command that times :func:`reconstruct` calls this first, so that the recorded time of
+    its first utterance holds that utterance's set-up (plans, kernels, L) but not the one-off
+    imports (about 1-2 s of torch on a 2-core machine).
+    """
+    import importlib
+
+    import pywt  # noqa: F401  (the wavelet solver's filters)
+
+    import sirem_cli.mri.sense
+    import sirem_cli.recon.solvers  # noqa: F401  (torch)
+    from sirem_cli.nufft.backend import select_backend
+
+    choice = select_backend(device)
+    importlib.import_module("finufft" if choice.name == "finufft" else "cufinufft")
 
 
 def _single_threaded(fn: Callable[[], Any]) -> Any:
@@ -308,6 +331,16 @@ def _single_threaded(fn: Callable[[], Any]) -> Any:
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sirem-recon") as pool:
         return pool.submit(call).result()
+
+
+def _setup(make: Callable[[], BaselineProblem], workers: int | None) -> BaselineProblem:
+    """Build the problem with one torch thread in this thread (unless ``workers == 1``).
+
+    Its heavy part, A^H W y, runs on the NUFFT's own worker threads; the rest are small
+    element-wise passes, which torch's intra-op threads only slow down: on a busy machine
+    each parallel region waits milliseconds for a descheduled OpenMP thread.
+    """
+    return make() if workers == 1 else _single_threaded(make)
 
 
 def _prepare(problem: BaselineProblem, workers: int) -> None:
