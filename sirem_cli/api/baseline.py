@@ -126,7 +126,7 @@ def run_baseline(
     progress: ProgressFn | None = None,
 ) -> BaselineResult:
     """Reconstruct every utterance of ``config.split`` with a baseline and write ``out``."""
-    from sirem_cli.recon.baselines import default_lambda, reconstruct
+    from sirem_cli.recon.baselines import default_lambda, import_backends, reconstruct
 
     config.validate()
     check_output_path(Path(out), overwrite=overwrite)
@@ -147,6 +147,7 @@ def run_baseline(
         else:
             lam = config.lam if config.lam is not None else default_lambda(config.method)
     result.lam = lam
+    import_backends(info["device"])  # the imports are not the first utterance's time
     record = {
         **asdict(config),
         "lam": lam,

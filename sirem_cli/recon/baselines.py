@@ -48,6 +48,9 @@ FRAME_BLOCK = 512
 #: Fewest frames per worker thread for the per-frame methods.
 MIN_FRAMES_PER_WORKER = 4
 
+#: Most frames per block when several worker threads share the per-frame methods' blocks.
+BALANCE_BLOCK = 32
+
 
 def default_lambda(method: str) -> float:
     """The default relative lambda of a method (0 for gridding, which has none)."""
@@ -268,8 +271,8 @@ def reconstruct(
         iters: iterations of the iterative methods (>= 1).
         arms: (F, N) interleaves of each frame (None: all I in table order, N = I).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        progress: called with the iteration number (per block of frames for the
-            per-frame methods, which restart the count for each block).
+        progress: called with the iteration number, 1 to ``iters`` once each (for the
+            per-frame methods: the iterations done per frame, averaged over the blocks).
         lam_spatial: methods with a spatial weight only: relative weight of an added
             spatial isotropic TV.
         eps: NUFFT accuracy (None: 1e-4).
@@ -305,8 +308,10 @@ def import_backends(device: Any = "cpu") -> None:
 
     A command that times :func:`reconstruct` calls this first, so that the recorded time of
     its first utterance holds that utterance's set-up (plans, kernels, L) but not the one-off
-    imports (about 1-2 s of torch on a 2-core machine).
+    imports (about 1-2 s of torch on a 2-core machine) and the first full garbage collection
+    after them.
     """
+    import gc
     import importlib
 
     import pywt  # noqa: F401  (the wavelet solver's filters)
@@ -317,6 +322,9 @@ def import_backends(device: Any = "cpu") -> None:
 
     choice = select_backend(device)
     importlib.import_module("finufft" if choice.name == "finufft" else "cufinufft")
+    # Collect now the garbage of hundreds of thousands of new objects: otherwise the first
+    # full collection falls inside the first reconstruction (90 ms measured).
+    gc.collect()
 
 
 def _single_threaded(fn: Callable[[], Any]) -> Any:
@@ -406,6 +414,31 @@ def _auto_workers(problem: BaselineProblem) -> int:
     return max(1, min(torch.get_num_threads(), problem.b.shape[0] // MIN_FRAMES_PER_WORKER))
 
 
+class _MergedProgress:
+    """One iteration count for blocks of frames solved in turn or at once: after each block
+    iteration, ``progress`` gets every new value of ``floor(sum_b done_b n_b / F)`` (the
+    iterations done per frame on average), once each and in order."""
+
+    def __init__(self, progress: Callable[[int], None], sizes: list[int]) -> None:
+        import threading
+
+        self.progress, self.sizes = progress, sizes
+        self.done = [0] * len(sizes)
+        self.total, self.reported = sum(sizes), 0
+        self.lock = threading.Lock()
+
+    def block(self, index: int) -> Callable[[int], None]:
+        def update(iteration: int) -> None:
+            with self.lock:
+                self.done[index] = iteration
+                level = sum(d * n for d, n in zip(self.done, self.sizes, strict=True)) // self.total
+                while self.reported < level:
+                    self.reported += 1
+                    self.progress(self.reported)
+
+        return update
+
+
 def _per_frame(
     method: str,
     problem: BaselineProblem,
@@ -419,17 +452,23 @@ def _per_frame(
     With several workers each thread runs its blocks single-threaded (torch's
     intra-op thread count is per thread), which keeps the speed of intra-op
     threading on an idle machine and avoids its synchronisation stalls on a
-    busy one (docs/benchmarks.md). Only the first block reports progress.
+    busy one (docs/benchmarks.md). The blocks hold at most :data:`BALANCE_BLOCK` frames
+    and the workers take them in turn, so a core taken by another process delays the
+    result by about one block, not by its fixed share of the frames.
     """
     import torch
 
     n_frames = problem.b.shape[0]
     workers = _auto_workers(problem) if workers is None else max(1, int(workers))
-    n_blocks = max(workers, -(-n_frames // FRAME_BLOCK))
+    block_size = FRAME_BLOCK if workers == 1 else BALANCE_BLOCK
+    n_blocks = max(workers, -(-n_frames // block_size))
     bounds = np.linspace(0, n_frames, min(n_blocks, n_frames) + 1).round().astype(int)
     blocks = [slice(int(a), int(c)) for a, c in itertools.pairwise(bounds)]
     _prepare(problem, workers)
     out = np.empty(tuple(problem.b.shape), dtype=np.float32)
+    merged = None
+    if progress is not None:
+        merged = _MergedProgress(progress, [b.stop - b.start for b in blocks])
 
     def run(index: int) -> None:
         block = blocks[index]
@@ -439,7 +478,7 @@ def _per_frame(
             lam=lam,
             iters=iters,
             frames=block,
-            progress=progress if index == 0 else None,
+            progress=None if merged is None else merged.block(index),
         )
         out[block] = normalize_magnitude(result.x.cpu().numpy())
 
