@@ -1,20 +1,29 @@
-"""Benchmark sirem's baselines against BART on one synthetic utterance.
+"""sirem's baselines against BART 0.8 on a `sirem synth` utterance, both run as their users run them.
 
-    python bench/bench_baselines.py [--frames N] [--out DIR] [--threads T] [--iters 100]
+    python bench/bench_baselines.py [--out DIR] [--repeats 3] [--quick] [--prepared FILE]
 
-Builds a synthetic utterance (a moving vocal-tract-like phantom x 8 smooth coil maps,
-13 x 630 variable-density spiral, complex Gaussian noise, k-space normalized to max
-magnitude 1) and reconstructs it with gridding, l1-wavelet and TV in sirem and, when
-``bart`` is on PATH (Debian package ``bart``), in BART (``nufft -a``, ``pics -R W``,
-``pics -R T``) with all frames along BART's time dimension in one call, the same thread
-count (OMP_NUM_THREADS), glibc malloc tunables raised and a precomputed FISTA step
-``-s``. Times are wall-clock, in the same run; BART's include process start and file
-I/O (as a user runs it), sirem's include operator set-up (plans, Toeplitz kernel,
-Lipschitz estimate). PSNR is against the ground truth, per frame on magnitudes
-normalized to [0, 1], averaged over frames. BART's output orientation is matched to
-the truth once, by trying the 8 flips/rotations on the gridding result.
+The corpus is one `sirem synth` utterance in the USC layout (``--seconds 10.5`` gives 124
+13-arm frames after the 10 skipped by ``sirem prepare``), scored against its synthetic truth;
+the solvers were not tuned on it. sirem runs through the CLI (``sirem baseline --method M
+--iters K --lam L``), and its time is the ``ms_per_frame`` the command records (the first
+plans and kernels included). BART runs with all frames of the utterance along dimension 10 in
+one call, OMP_NUM_THREADS=2 and the glibc malloc tunables raised:
 
-Prints a table and writes ``bench_baselines.json`` into ``--out``. Installs nothing.
+* gridding: ``fmac ksp dcf`` + ``nufft -a`` + ``fmac -C -s 8`` with the maps (coil combine);
+* wavelet: ``pics -R W:3:0:lam -i K -e -S`` (FISTA, step from the power iteration);
+* TV: ``pics -R T:3:0:lam -i K -S`` (ADMM),
+
+with weights ``sqrt(dcf)`` and the DCF scaled so that ``sum(dcf) = pi kmax^2`` (the normal
+operator close to the identity). Each tool's lambda is swept per iteration count on a subset
+of frames (best PSNR wins). Then sirem and BART run interleaved, ``--repeats`` times; times are
+medians with their spread. For each BART iteration count K the table gives the time sirem
+needs to reach BART's PSNR: the fastest sirem run (over its iteration counts) whose PSNR is at
+least BART's.
+
+PSNR is the one ``sirem evaluate`` reports (per frame on magnitudes normalized to [0, 1],
+averaged over frames). Writes ``bench_baselines.json`` into ``--out`` and prints tables.
+Installs nothing: without ``bart`` on PATH (Debian: ``apt-get install bart``) sirem runs alone.
+``--nufft-threads`` measures finufft's threading instead (docs/benchmarks.md, "NUFFT threads").
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,116 +47,67 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-H = W = 84
-N_COILS = 8
-
-# Relative lambdas. sirem: its own scale (sirem_cli/recon/baselines.py). BART: lambda on
-# BART's internally scaled data; the defaults are the best of the sweep recorded in
-# docs/benchmarks.md (rerun it with --bart-sweep).
-SIREM_LAM = {"wavelet": None, "tv": None}  # None: sirem's default_lambda
-BART_LAM = {"wavelet": 0.05, "tv": 0.02}
-BART_SWEEP = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
-
-
-# -- synthetic utterance ------------------------------------------------------------------
-def _ellipse(
-    yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float, angle: float = 0.0
-) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    u = (xx - cx) * c + (yy - cy) * s
-    v = -(xx - cx) * s + (yy - cy) * c
-    return ((u / rx) ** 2 + (v / ry) ** 2 <= 1.0).astype(np.float64)
+METHODS = ("gridding", "wavelet", "tv")
+BART_REG = {"wavelet": "W", "tv": "T"}
+# Lambda grids, steps of sqrt(2) (each tool in its own units); the sweeps pick per iteration count.
+BART_LAMS = {
+    "wavelet": (0.005, 0.007, 0.01, 0.014, 0.02, 0.028, 0.04, 0.056, 0.08),
+    "tv": (0.0025, 0.0035, 0.005, 0.007, 0.01, 0.014, 0.02, 0.028, 0.04),
+}
+SIREM_LAMS = {
+    "wavelet": (0.005, 0.007, 0.01, 0.014, 0.02, 0.028, 0.04),
+    "tv": (0.0035, 0.005, 0.007, 0.01, 0.014, 0.02, 0.028),
+}
+BART_ITERS = (10, 20, 50, 100)
+SIREM_ITERS = (3, 5, 10, 15, 20, 30, 50)
+THREADS = 2
 
 
-def phantom(n_frames: int, size: int = H, seed: int = 0) -> np.ndarray:
-    """A moving midsagittal-like phantom: head, airway, tongue, lips, velum.
-
-    Returns:
-        (F, size, size) float64 in [0, 1], each frame with maximum 1.
-    """
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / size  # 0..1
-    frames = np.empty((n_frames, size, size))
-    phase = rng.uniform(0, 2 * np.pi, 3)
-    for f in range(n_frames):
-        t = f / 8.0
-        img = 0.55 * _ellipse(yy, xx, 0.5, 0.5, 0.44, 0.40)  # head
-        img += 0.15 * _ellipse(yy, xx, 0.28, 0.55, 0.14, 0.22)  # brain-ish
-        img -= 0.50 * _ellipse(yy, xx, 0.55, 0.35, 0.30, 0.05, 0.15)  # airway (dark)
-        tongue_y = 0.58 + 0.05 * np.sin(t + phase[0])
-        tongue_x = 0.42 + 0.03 * np.cos(0.7 * t + phase[1])
-        img += 0.45 * _ellipse(yy, xx, tongue_y, tongue_x, 0.10, 0.16, 0.3)  # tongue
-        lip = 0.02 * (1 + np.sin(1.3 * t + phase[2]))
-        img += 0.35 * _ellipse(yy, xx, 0.62 - lip, 0.14, 0.04, 0.05)  # upper lip
-        img += 0.35 * _ellipse(yy, xx, 0.72 + lip, 0.14, 0.04, 0.05)  # lower lip
-        img += 0.25 * _ellipse(yy, xx, 0.42, 0.58, 0.03, 0.09, -0.4 + 0.2 * np.sin(t))  # velum
-        img += 0.2 * _ellipse(yy, xx, 0.85, 0.6, 0.06, 0.2)  # larynx
-        # smooth shading (coil-independent tissue contrast variation) and fine texture
-        img *= 1 + 0.15 * np.sin(2 * np.pi * (1.3 * yy + 0.4 * xx) + phase[1])
-        img += 0.05 * (img > 0.2) * np.sin(2 * np.pi * 9 * xx) * np.sin(2 * np.pi * 7 * yy)
-        img = np.clip(img, 0, None)
-        frames[f] = img / img.max()
-    return frames
+# -- the corpus -------------------------------------------------------------------------------
+def sirem_cmd(*args: object) -> list[str]:
+    return [sys.executable, "-m", "sirem_cli", *(str(a) for a in args)]
 
 
-def coil_maps(n_coils: int = N_COILS, size: int = H, seed: int = 1) -> np.ndarray:
-    """Smooth complex sensitivities with sum_c |S_c|^2 = 1 everywhere: (C, size, size)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / size - 0.5
-    maps = []
-    for c in range(n_coils):
-        ang = 2 * np.pi * c / n_coils + rng.normal(0, 0.1)
-        cy, cx = 0.7 * np.sin(ang), 0.7 * np.cos(ang)
-        mag = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 0.35**2))
-        ph = rng.uniform(-np.pi, np.pi) + 2.0 * (rng.normal() * yy + rng.normal() * xx)
-        maps.append(mag * np.exp(1j * ph))
-    maps = np.asarray(maps)
-    maps /= np.sqrt(np.sum(np.abs(maps) ** 2, axis=0, keepdims=True))
-    return maps.astype(np.complex64)
+def sirem_env() -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "HF_HUB_OFFLINE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
-def synthetic_utterance(n_frames: int, *, noise: float = 0.01, seed: int = 0) -> dict:
-    """Phantom x coil maps -> spiral k-space with noise, normalized to max magnitude 1."""
-    from sirem_cli.mri.spiral import to_radians, vd_spiral
-    from sirem_cli.nufft import make_nufft
-
-    truth = phantom(n_frames, H, seed)
-    smaps = coil_maps(N_COILS, H, seed + 1)
-    traj_c, dcf_s = vd_spiral()
-    traj = to_radians(traj_c).astype(np.float32)  # (A, S, 2)
-    dcf = np.broadcast_to(dcf_s, traj.shape[:2]).astype(np.float32)
-    op = make_nufft(traj, (H, W), eps=1e-9)
-    coil_images = truth[:, None] * smaps[None].astype(np.complex128)  # (F, C, H, W)
-    ksp = op.forward(coil_images).reshape(n_frames, N_COILS, *traj.shape[:2])
-    rng = np.random.default_rng(seed + 2)
-    sigma = noise * np.abs(ksp).max()
-    ksp = ksp + sigma / np.sqrt(2) * (
-        rng.standard_normal(ksp.shape) + 1j * rng.standard_normal(ksp.shape)
-    )
-    ksp /= np.abs(ksp).max()
-    return {
-        "kspace": ksp.astype(np.complex64),
-        "traj": traj,
-        "dcf": dcf,
-        "smaps": smaps,
-        "truth": truth.astype(np.float32),
-        "traj_cycles": traj_c,
-    }
+def run_sirem(*args: object) -> None:
+    proc = subprocess.run(sirem_cmd(*args), capture_output=True, text=True, env=sirem_env())
+    if proc.returncode != 0:
+        raise RuntimeError(f"sirem {' '.join(map(str, args))} failed:\n{proc.stderr[-2000:]}")
 
 
-def psnr(recon: np.ndarray, truth: np.ndarray) -> float:
-    """Mean over frames of the PSNR (data range 1) of [0, 1]-normalized magnitudes."""
-    mse = np.mean((recon.astype(np.float64) - truth) ** 2, axis=(1, 2))
-    return float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-20))))
+def make_corpus(work: Path, seconds: float) -> Path:
+    """``sirem synth`` (1 subject, 1 utterance) and ``sirem prepare`` -> the prepared file."""
+    corpus, prepared = work / "corpus", work / "prepared.h5"
+    run_sirem("synth", corpus, "--subjects", 1, "--utterances", 1, "--seconds", seconds)
+    run_sirem("prepare", corpus, prepared)
+    return prepared
 
 
-def normalize(frames: np.ndarray) -> np.ndarray:
-    mag = np.abs(frames).astype(np.float32)
-    peak = mag.reshape(mag.shape[0], -1).max(axis=1)
-    return mag / np.where(peak > 0, peak, 1)[:, None, None]
+def load_utterance(prepared: Path) -> tuple[str, dict]:
+    from sirem_cli.io.prepared import PreparedSet
+
+    ref = PreparedSet([prepared]).select("all")[0]
+    data = PreparedSet.read(ref, ["kspace", "traj", "dcf", "smaps", "truth"])
+    return ref.prefix, data
 
 
-# -- BART -----------------------------------------------------------------------------------
+def mean_psnr(recon: np.ndarray, truth: np.ndarray) -> float:
+    from sirem_cli.metrics.image import psnr
+
+    return float(np.mean(psnr(recon, truth)))
+
+
+def load() -> str:
+    """The 1/5/15-minute load averages, as ``uptime`` prints them."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+# -- BART ---------------------------------------------------------------------------------------
 def write_cfl(base: Path, arr: np.ndarray) -> None:
     """BART's cfl/hdr pair: complex64, column-major."""
     arr = np.asarray(arr, dtype=np.complex64)
@@ -159,83 +121,91 @@ def read_cfl(base: Path) -> np.ndarray:
     return data.reshape(dims, order="F")
 
 
-def _bart_dims(*shape: int) -> tuple[int, ...]:
-    dims = list(shape) + [1] * (11 - len(shape))
-    return tuple(dims)
+def dims11(*shape: int) -> tuple[int, ...]:
+    return (*shape, *[1] * (11 - len(shape)))
 
 
-def bart_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
+def bart_env(threads: int = THREADS) -> dict[str, str]:
     big = str(1 << 30)
-    env.update(
-        OMP_NUM_THREADS=str(threads),
-        MALLOC_MMAP_THRESHOLD_=big,
-        MALLOC_TRIM_THRESHOLD_=big,
-        MALLOC_TOP_PAD_=big,
-    )
-    return env
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MALLOC_MMAP_THRESHOLD_": big,
+        "MALLOC_TRIM_THRESHOLD_": big,
+        "MALLOC_TOP_PAD_": big,
+    }
 
 
-def run_bart(args: list[str], cwd: Path, env: dict[str, str]) -> float:
+def timed(cmd: list[str], cwd: Path | None, env: dict[str, str]) -> tuple[float, float]:
+    """Run a command; (wall s, CPU s of the child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(["bart", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise RuntimeError(f"bart {' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
-    return wall
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-1000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 class Bart:
-    """BART inputs for one utterance written once into a folder."""
+    """BART's inputs for the frames of one utterance, written once into a folder."""
 
-    def __init__(self, data: dict, folder: Path, threads: int) -> None:
-        self.dir = folder
-        self.env = bart_env(threads)
+    def __init__(self, data: dict, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.dir, self.env = folder, bart_env()
         ksp = data["kspace"]  # (F, C, A, S)
-        n_frames, n_coils, n_arms, n_samples = ksp.shape
-        self.n_frames = n_frames
-        traj_pix = np.zeros((3, n_samples, n_arms), dtype=np.complex64)
-        traj_pix[0] = data["traj_cycles"][..., 0].T * H
-        traj_pix[1] = data["traj_cycles"][..., 1].T * W
-        write_cfl(folder / "traj", traj_pix)
-        k_bart = ksp.transpose(3, 2, 1, 0)  # (S, A, C, F)
-        k_bart = k_bart.reshape(1, n_samples, n_arms, n_coils, 1, 1, 1, 1, 1, 1, n_frames)
-        write_cfl(folder / "ksp", k_bart)
-        dcf = data["dcf"].T  # (S, A)
-        dcf11 = dcf.reshape(_bart_dims(1, n_samples, n_arms))
-        write_cfl(folder / "ksp_dcf", k_bart * dcf11)
-        wts = np.broadcast_to(np.sqrt(dcf11), _bart_dims(1, n_samples, n_arms, *[1] * 7, n_frames))
-        write_cfl(folder / "wts", wts)
+        self.n_frames, n_coils, n_arms, n_samples = ksp.shape
+        self.im_shape = tuple(int(n) for n in data["smaps"].shape[1:])
+        h, w = self.im_shape
+        traj = data["traj"].astype(np.float64)  # (A, S, 2) radians, [..., 0] along rows
+        pix = np.zeros((3, n_samples, n_arms), dtype=np.complex64)
+        pix[0] = (traj[..., 0] / (2 * np.pi) * h).T
+        pix[1] = (traj[..., 1] / (2 * np.pi) * w).T
+        kmax = float(np.hypot(pix[0].real, pix[1].real).max())
+        dcf = data["dcf"].astype(np.float64)
+        dcf = dcf * (np.pi * kmax**2 / dcf.sum())  # sum(dcf) = pi kmax^2
+        self.kmax = kmax
+        write_cfl(folder / "traj", pix)
+        k = ksp.transpose(3, 2, 1, 0).reshape(1, n_samples, n_arms, n_coils, *[1] * 6, -1)
+        write_cfl(folder / "ksp", k)  # (1, S, A, C, 1, ..., F)
+        write_cfl(folder / "dcf", dcf.T.reshape(dims11(1, n_samples, n_arms)))
+        wts = np.sqrt(dcf.T).reshape(dims11(1, n_samples, n_arms))
+        wts = np.broadcast_to(wts, (1, n_samples, n_arms, *[1] * 7, self.n_frames))
+        write_cfl(folder / "wts", wts)  # pics wants the time dimension of the k-space
         write_cfl(folder / "sens", data["smaps"].transpose(1, 2, 0)[:, :, None, :])
-        self.smaps = data["smaps"]
 
-    def nufft_scale(self, traj: np.ndarray) -> float:
-        """||F_bart x|| / ||F_sirem x|| for a test image (BART's NUFFT normalization)."""
-        from sirem_cli.nufft import make_nufft
+    def run(self, *args: str) -> tuple[float, float]:
+        return timed(["bart", *args], self.dir, self.env)
 
-        rng = np.random.default_rng(5)
-        img = (rng.standard_normal((H, W)) + 1j * rng.standard_normal((H, W))).astype(np.complex64)
-        write_cfl(self.dir / "probe_img", img[:, :, None])
-        run_bart(["nufft", "traj", "probe_img", "probe_ksp"], self.dir, self.env)
-        ours = make_nufft(traj, (H, W)).forward(img)
-        return float(np.linalg.norm(read_cfl(self.dir / "probe_ksp")) / np.linalg.norm(ours))
+    def image(self, name: str) -> np.ndarray:
+        h, w = self.im_shape
+        return read_cfl(self.dir / name).reshape(h, w, self.n_frames).transpose(2, 0, 1)
 
-    def gridding(self) -> tuple[np.ndarray, float]:
-        wall = run_bart(
-            ["nufft", "-a", "-d", f"{H}:{W}:1", "traj", "ksp_dcf", "grid"], self.dir, self.env
+    def gridding(self) -> tuple[np.ndarray, float, float]:
+        h, w = self.im_shape
+        steps = (
+            ("fmac", "ksp", "dcf", "kw"),
+            ("nufft", "-a", "-d", f"{h}:{w}:1", "traj", "kw", "cimg"),
+            ("fmac", "-C", "-s", "8", "cimg", "sens", "grid"),
         )
-        coil_imgs = read_cfl(self.dir / "grid").reshape(H, W, N_COILS, self.n_frames)
-        combined = np.einsum("hwcf,chw->fhw", coil_imgs, self.smaps.conj())
-        return combined, wall
+        wall = cpu = 0.0
+        for step in steps:
+            dw, dc = self.run(*step)
+            wall, cpu = wall + dw, cpu + dc
+        return self.image("grid"), wall, cpu
 
-    def pics(
-        self, reg: str, lam: float, iters: int, step: float | None, out: str
-    ) -> tuple[np.ndarray, float]:
-        args = ["pics", "-i", str(iters), "-R", f"{reg}:3:0:{lam}", "-t", "traj", "-p", "wts"]
-        if step is not None:
-            args += ["-s", f"{step:.6g}"]
-        wall = run_bart([*args, "ksp", "sens", out], self.dir, self.env)
-        return read_cfl(self.dir / out).reshape(H, W, self.n_frames).transpose(2, 0, 1), wall
+    @staticmethod
+    def pics_args(method: str, lam: float, iters: int) -> list[str]:
+        args = ["pics", "-R", f"{BART_REG[method]}:3:0:{lam:g}", "-i", str(iters)]
+        if method == "wavelet":
+            args.append("-e")
+        return [*args, "-S", "-t", "traj", "-p", "wts", "ksp", "sens"]
+
+    def pics(self, method: str, lam: float, iters: int) -> tuple[np.ndarray, float, float]:
+        wall, cpu = self.run(*self.pics_args(method, lam, iters), "pics")
+        return self.image("pics"), wall, cpu
 
 
 ORIENTATIONS = {
@@ -251,11 +221,429 @@ ORIENTATIONS = {
 
 
 def best_orientation(images: np.ndarray, truth: np.ndarray) -> tuple[str, dict[str, float]]:
+    from sirem_cli.imaging import normalize_magnitude
+
     scores = {}
     for name, fn in ORIENTATIONS.items():
-        cand = normalize(np.ascontiguousarray(fn(images)))
+        cand = normalize_magnitude(np.ascontiguousarray(fn(images)))
         scores[name] = float(np.corrcoef(cand.ravel(), truth.ravel())[0, 1])
     return max(scores, key=lambda k: scores[k]), scores
+
+
+# -- sirem --------------------------------------------------------------------------------------
+def sirem_run(
+    prepared: Path, out: Path, method: str, lam: float | None, iters: int
+) -> tuple[np.ndarray, float, float]:
+    """``sirem baseline`` in its own process: (frames, recorded ms/frame, process wall s)."""
+    from sirem_cli.io.prepared import ReconSet
+
+    args: list[object] = ["baseline", prepared, out, "--method", method, "--split", "all"]
+    args += ["--device", "cpu", "--iters", iters, "--overwrite"]
+    if lam is not None:
+        args += ["--lam", f"{lam:g}"]
+    wall, _ = timed(sirem_cmd(*args), None, sirem_env())
+    recon = ReconSet(out)
+    ref = recon.utterances[0]
+    return recon.read(ref.prefix), ref.ms_per_frame, wall
+
+
+def sirem_sweep(data: dict, frames: np.ndarray, method: str, lams: tuple, iters: tuple) -> dict:
+    """PSNR of sirem on a subset of frames for each (lambda, iterations), in this process."""
+    from sirem_cli.recon.baselines import reconstruct
+
+    table: dict = {}
+    for lam in lams:
+        for k in iters:
+            recon = reconstruct(
+                method,
+                data["kspace"][frames],
+                data["traj"],
+                data["dcf"],
+                data["smaps"],
+                lam=lam,
+                iters=k,
+                device="cpu",
+            )
+            table[(lam, k)] = mean_psnr(recon, data["truth"][frames])
+    return table
+
+
+def bart_sweep(
+    bart: Bart, truth: np.ndarray, orient: str, method: str, lams: tuple, iters: tuple
+) -> dict:
+    from sirem_cli.imaging import normalize_magnitude
+
+    table: dict = {}
+    for lam in lams:
+        for k in iters:
+            img, _, _ = bart.pics(method, lam, k)
+            rec = normalize_magnitude(np.ascontiguousarray(ORIENTATIONS[orient](img)))
+            table[(lam, k)] = mean_psnr(rec, truth)
+    return table
+
+
+def best_lambda(table: dict, iters: int) -> float:
+    return max((lam for lam, k in table if k == iters), key=lambda lam: table[(lam, iters)])
+
+
+def summary(values: list[float]) -> dict:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": values,
+    }
+
+
+# -- main -----------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench_out"))
+    parser.add_argument("--prepared", type=Path, help="use this prepared file (first utterance)")
+    parser.add_argument(
+        "--seconds", type=float, default=10.5, help="scan length of the synth utterance"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved timed runs of each case"
+    )
+    parser.add_argument(
+        "--sweep-frames", type=int, default=16, help="frames (evenly spaced) for the lambda sweeps"
+    )
+    parser.add_argument("--bart-iters", default=",".join(map(str, BART_ITERS)))
+    parser.add_argument("--sirem-iters", default=",".join(map(str, SIREM_ITERS)))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--quick", action="store_true", help="1 repeat, fewer iteration counts")
+    parser.add_argument("--no-bart", action="store_true", help="run sirem alone")
+    parser.add_argument(
+        "--nufft-threads", action="store_true", help="only the finufft threading table"
+    )
+    args = parser.parse_args(argv)
+    if args.nufft_threads:
+        report = nufft_threads()
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "nufft_threads.json").write_text(json.dumps(report, indent=2))
+        return 0
+    if args.quick:
+        args.repeats, args.bart_iters, args.sirem_iters, args.sweep_frames = (
+            1,
+            "10,100",
+            "5,10,20",
+            8,
+        )
+    bart_iters = tuple(int(v) for v in args.bart_iters.split(","))
+    sirem_iters = tuple(int(v) for v in args.sirem_iters.split(","))
+    methods = tuple(m for m in args.methods.split(",") if m)
+    bart_ok = shutil.which("bart") is not None and not args.no_bart
+    if not bart_ok and not args.no_bart:
+        print("BART is missing (apt-get install bart): running sirem alone", flush=True)
+
+    from sirem_cli.imaging import normalize_magnitude
+
+    work = Path(tempfile.mkdtemp(prefix="sirem-bench-baselines-"))
+    try:
+        print(f"load {load()}: making the corpus", flush=True)
+        prepared = args.prepared or make_corpus(work, args.seconds)
+        prefix, data = load_utterance(prepared)
+        truth = data["truth"]
+        n_frames = truth.shape[0]
+        info: dict = {
+            "utterance": prefix,
+            "prepared": str(args.prepared)
+            if args.prepared
+            else f"sirem synth --subjects 1 --utterances 1 --seconds {args.seconds}; sirem prepare",
+            "frames": int(n_frames),
+            "kspace": list(data["kspace"].shape),
+            "threads": THREADS,
+            "repeats": args.repeats,
+            "machine": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_start": load(),
+        }
+        sweep_idx = np.unique(
+            np.linspace(0, n_frames - 1, min(args.sweep_frames, n_frames)).round().astype(int)
+        )
+        bart = bart_sub = None
+        orient = "identity"
+        if bart_ok:
+            info["bart_version"] = subprocess.run(
+                ["bart", "version"], capture_output=True, text=True
+            ).stdout.strip()
+            bart = Bart(data, work / "bart")
+            info["bart_kmax_pixels"] = bart.kmax
+            img, _, _ = bart.gridding()
+            orient, scores = best_orientation(img, truth)
+            info["bart_orientation"] = {"chosen": orient, "correlation": scores}
+            sub = {k: (v[sweep_idx] if k in ("kspace", "truth") else v) for k, v in data.items()}
+            bart_sub = Bart(sub, work / "bart_sweep")
+        # lambda sweeps: per method and iteration count, best PSNR on the subset
+        lam_bart: dict = {}
+        lam_sirem: dict = {}
+        sweeps: dict = {}
+        for method in methods:
+            if method == "gridding":
+                continue
+            print(f"load {load()}: sweeping lambda for {method}", flush=True)
+            table = sirem_sweep(data, sweep_idx, method, SIREM_LAMS[method], sirem_iters)
+            lam_sirem[method] = {k: best_lambda(table, k) for k in sirem_iters}
+            sweeps[f"sirem_{method}"] = {f"{lam:g}@{k}": v for (lam, k), v in table.items()}
+            if bart_sub is not None:
+                table = bart_sweep(
+                    bart_sub, truth[sweep_idx], orient, method, BART_LAMS[method], bart_iters
+                )
+                lam_bart[method] = {k: best_lambda(table, k) for k in bart_iters}
+                sweeps[f"bart_{method}"] = {f"{lam:g}@{k}": v for (lam, k), v in table.items()}
+        info["lambda_sweeps"] = sweeps
+        info["sweep_frames"] = sweep_idx.tolist()
+        # timed runs, interleaved
+        runs: dict = {}
+
+        def record(key: tuple, psnr_db: float, ms: float, extra: dict | None = None) -> None:
+            entry = runs.setdefault(key, {"psnr": psnr_db, "ms": [], **(extra or {})})
+            entry["ms"].append(ms)
+
+        loads = []
+        for rep in range(args.repeats):
+            for method in methods:
+                loads.append(load())
+                print(f"load {loads[-1]}: repeat {rep + 1}/{args.repeats}, {method}", flush=True)
+                if method == "gridding":
+                    cases_sirem = [(None, 1)]
+                    cases_bart = [(None, 1)]
+                else:
+                    cases_sirem = [(lam_sirem[method][k], k) for k in sirem_iters]
+                    cases_bart = [(lam_bart[method][k], k) for k in bart_iters] if bart else []
+                for lam, k in cases_sirem:
+                    frames, ms, _ = sirem_run(prepared, work / "sirem.h5", method, lam, k)
+                    record(("sirem", method, k), mean_psnr(frames, truth), ms, {"lam": lam})
+                if bart is None:
+                    continue
+                for lam, k in cases_bart:
+                    if method == "gridding":
+                        img, wall, cpu = bart.gridding()
+                    else:
+                        img, wall, cpu = bart.pics(method, lam, k)
+                    rec = normalize_magnitude(np.ascontiguousarray(ORIENTATIONS[orient](img)))
+                    record(
+                        ("bart", method, k),
+                        mean_psnr(rec, truth),
+                        1e3 * wall / n_frames,
+                        {"lam": lam},
+                    )
+                    runs[("bart", method, k)].setdefault("cpu_ms", []).append(1e3 * cpu / n_frames)
+        info["load_during"] = loads
+        print(f"load {load()}: cold start", flush=True)
+        info["cold_start"] = cold_start(prepared, max(3, args.repeats))
+        info["load_end"] = load()
+        results = compare(runs, methods, bart is not None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = {
+        "info": info,
+        "runs": [{"tool": t, "method": m, "iters": k, **v} for (t, m, k), v in runs.items()],
+        "comparison": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_baselines.json").write_text(json.dumps(report, indent=2) + "\n")
+    print_tables(report)
+    return 0
+
+
+def compare(runs: dict, methods: tuple, with_bart: bool) -> list[dict]:
+    """Per method and BART iteration count: sirem's fastest run at BART's PSNR or better.
+
+    Gridding is the same computation in both tools: its row compares the times (and lists both
+    PSNRs, equal up to the NUFFTs' accuracy).
+    """
+    rows = []
+    for method in methods:
+        sirem = {k: v for (t, m, k), v in runs.items() if t == "sirem" and m == method}
+        bart = {k: v for (t, m, k), v in runs.items() if t == "bart" and m == method}
+        if not with_bart:
+            for k, v in sorted(sirem.items()):
+                rows.append(
+                    {
+                        "method": method,
+                        "sirem_iters": k,
+                        "sirem_lam": v["lam"],
+                        "sirem_psnr": v["psnr"],
+                        "sirem_ms": summary(v["ms"]),
+                    }
+                )
+            continue
+        for k, b in sorted(bart.items()):
+            row = {
+                "method": method,
+                "bart_iters": k,
+                "bart_lam": b["lam"],
+                "bart_psnr": b["psnr"],
+                "bart_ms": summary(b["ms"]),
+                "bart_cpu_ms": summary(b["cpu_ms"]),
+            }
+            if method == "gridding":
+                good = [(statistics.median(v["ms"]), kk, v) for kk, v in sirem.items()]
+            else:
+                good = [
+                    (statistics.median(v["ms"]), kk, v)
+                    for kk, v in sirem.items()
+                    if v["psnr"] >= b["psnr"]
+                ]
+            if good:
+                ms, kk, v = min(good, key=lambda g: g[0])
+                row.update(
+                    sirem_iters=kk,
+                    sirem_lam=v["lam"],
+                    sirem_psnr=v["psnr"],
+                    sirem_ms=summary(v["ms"]),
+                )
+                row["ratio"] = ms / row["bart_ms"]["median"]
+                row["ratio_spread"] = [min(v["ms"]) / max(b["ms"]), max(v["ms"]) / min(b["ms"])]
+            else:
+                best = max(sirem.items(), key=lambda kv: kv[1]["psnr"])
+                row.update(sirem_iters=None, sirem_best_psnr=best[1]["psnr"], ratio=None)
+            rows.append(row)
+    return rows
+
+
+def print_tables(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    info, console = report["info"], Console()
+    console.print(
+        f"{info['utterance']}: {info['frames']} frames, {info['threads']} threads, {info['repeats']} repeats; load {info['load_start']} -> {info['load_end']}"
+    )
+    table = Table(
+        title="sirem vs BART 0.8: time sirem needs to reach BART's PSNR (ms/frame, median [min-max])"
+    )
+    for col in (
+        "method",
+        "BART iters",
+        "BART lam",
+        "BART PSNR",
+        "BART ms/frame",
+        "sirem iters",
+        "sirem lam",
+        "sirem PSNR",
+        "sirem ms/frame",
+        "sirem/BART",
+    ):
+        table.add_column(col, justify="right")
+
+    def ms(s: dict) -> str:
+        return f"{s['median']:.1f} [{s['min']:.1f}-{s['max']:.1f}]"
+
+    for row in report["comparison"]:
+        if "bart_psnr" not in row:
+            table.add_row(
+                row["method"],
+                "-",
+                "-",
+                "-",
+                "-",
+                str(row["sirem_iters"]),
+                "-",
+                f"{row['sirem_psnr']:.2f}",
+                ms(row["sirem_ms"]),
+                "-",
+            )
+            continue
+        if row.get("ratio") is None:
+            sirem = ("-", "-", f"best {row['sirem_best_psnr']:.2f}", "not reached", "-")
+        else:
+            lo, hi = row["ratio_spread"]
+            sirem = (
+                str(row["sirem_iters"]),
+                f"{row['sirem_lam']:g}" if row["sirem_lam"] else "-",
+                f"{row['sirem_psnr']:.2f}",
+                ms(row["sirem_ms"]),
+                f"{row['ratio']:.3f} [{lo:.3f}-{hi:.3f}]",
+            )
+        lam = f"{row['bart_lam']:g}" if row["bart_lam"] else "-"
+        table.add_row(
+            row["method"],
+            str(row["bart_iters"]),
+            lam,
+            f"{row['bart_psnr']:.2f}",
+            ms(row["bart_ms"]),
+            *sirem,
+        )
+    console.print(table)
+    curve = Table(
+        title="every timed run (sirem: ms/frame recorded by sirem baseline; median [min-max])"
+    )
+    for col in ("tool", "method", "iters", "lam", "PSNR", "ms/frame"):
+        curve.add_column(col, justify="right")
+    for run in report["runs"]:
+        lam = f"{run['lam']:g}" if run.get("lam") else "-"
+        curve.add_row(
+            run["tool"],
+            run["method"],
+            str(run["iters"]),
+            lam,
+            f"{run['psnr']:.2f}",
+            ms(summary(run["ms"])),
+        )
+    console.print(curve)
+    for method, cold in info.get("cold_start", {}).items():
+        console.print(
+            f"cold start, {method}: first reconstruction {cold['first_s']['median']:.3f} s, "
+            f"second {cold['second_s']['median']:.3f} s, difference {cold['cold_extra_s']['median']:.3f} s "
+            f"[{cold['cold_extra_s']['min']:.3f} to {cold['cold_extra_s']['max']:.3f}] "
+            f"(imports before it: {cold['imports_s']['median']:.2f} s)"
+        )
+
+
+# -- cold start -----------------------------------------------------------------------------------
+_COLD_CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+t0 = time.perf_counter()
+from sirem_cli.io.prepared import PreparedSet
+from sirem_cli.recon.baselines import import_backends, reconstruct
+import_backends("cpu")
+imports = time.perf_counter() - t0
+ref = PreparedSet([sys.argv[2]]).select("all")[0]
+data = PreparedSet.read(ref, ["kspace", "traj", "dcf", "smaps"])
+walls = []
+for _ in range(2):
+    t = time.perf_counter()
+    reconstruct(sys.argv[3], data["kspace"], data["traj"], data["dcf"], data["smaps"],
+                lam=0.01, iters=int(sys.argv[4]), device="cpu")
+    walls.append(time.perf_counter() - t)
+print(json.dumps({"imports_s": imports, "first_s": walls[0], "second_s": walls[1]}))
+"""
+
+
+def cold_start(prepared: Path, repeats: int) -> dict:
+    """The first reconstruction of a fresh process (imports done) against the second one of the
+    same utterance, which reuses the plans and kernels: the difference is the cold start."""
+    out: dict = {}
+    for method, iters in (("gridding", 1), ("wavelet", 10)):
+        runs = []
+        for _ in range(repeats):
+            proc = subprocess.run(
+                [sys.executable, "-c", _COLD_CHILD, str(ROOT), str(prepared), method, str(iters)],
+                capture_output=True,
+                text=True,
+                env=sirem_env(),
+                check=True,
+            )
+            runs.append(json.loads(proc.stdout))
+        extra = [r["first_s"] - r["second_s"] for r in runs]
+        out[method] = {
+            "iters": iters,
+            "cold_extra_s": summary(extra),
+            "first_s": summary([r["first_s"] for r in runs]),
+            "second_s": summary([r["second_s"] for r in runs]),
+            "imports_s": summary([r["imports_s"] for r in runs]),
+        }
+        print(
+            f"cold start {method}: first {out[method]['first_s']['median']:.3f} s, second "
+            f"{out[method]['second_s']['median']:.3f} s, extra {out[method]['cold_extra_s']['median']:.3f} s "
+            f"(imports {out[method]['imports_s']['median']:.2f} s)",
+            flush=True,
+        )
+    return out
 
 
 # -- NUFFT threads --------------------------------------------------------------------------
@@ -313,206 +701,6 @@ def nufft_threads() -> dict:
             cells = "  ".join(f"{k} {v:7.0f}" for k, v in row.items())
             print(f"OMP_WAIT_POLICY={policy:8s} n_trans={n:>4}: {cells}  (us/transform)")
     return results
-
-
-# -- main -------------------------------------------------------------------------------------
-def time_sirem(method: str, data: dict, lam: float | None, iters: int) -> tuple[np.ndarray, float]:
-    from sirem_cli.recon.baselines import default_lambda, reconstruct
-
-    lam_used = default_lambda(method) if lam is None else lam
-    t0 = time.perf_counter()
-    recon = reconstruct(
-        method,
-        data["kspace"],
-        data["traj"],
-        data["dcf"],
-        data["smaps"],
-        lam=lam_used if method != "gridding" else 1.0,
-        iters=iters,
-    )
-    return recon, time.perf_counter() - t0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("--iters", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--noise", type=float, default=0.01, help="noise std / max|k|")
-    parser.add_argument("--out", type=Path, default=Path("bench_out"))
-    parser.add_argument(
-        "--repeats", type=int, default=1, help="runs per method; the fastest counts"
-    )
-    parser.add_argument("--no-bart", action="store_true", help="run sirem alone")
-    parser.add_argument(
-        "--bart-sweep",
-        action="store_true",
-        help="first sweep BART's lambda on the first 10 frames (best PSNR wins)",
-    )
-    parser.add_argument(
-        "--nufft-threads",
-        action="store_true",
-        help="only measure finufft threading (1/2 OpenMP threads, wait policies, "
-        "worker threads) and exit",
-    )
-    parser.add_argument("--lam-wavelet", type=float, default=SIREM_LAM["wavelet"])
-    parser.add_argument("--lam-tv", type=float, default=SIREM_LAM["tv"])
-    parser.add_argument("--bart-lam-wavelet", type=float, default=BART_LAM["wavelet"])
-    parser.add_argument("--bart-lam-tv", type=float, default=BART_LAM["tv"])
-    args = parser.parse_args(argv)
-    if args.nufft_threads:
-        report = nufft_threads()
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "nufft_threads.json").write_text(json.dumps(report, indent=2))
-        return 0
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    from sirem_cli.nufft import make_nufft  # noqa: F401  (warm the import before timing)
-    from sirem_cli.recon.baselines import BaselineProblem, default_lambda
-
-    data = synthetic_utterance(args.frames, noise=args.noise)
-    truth = data["truth"]
-    bart_ok = shutil.which("bart") is not None and not args.no_bart
-    if not bart_ok and not args.no_bart:
-        print("BART is missing (apt-get install bart); running sirem alone")
-    lam = {
-        "wavelet": args.lam_wavelet if args.lam_wavelet is not None else default_lambda("wavelet"),
-        "tv": args.lam_tv if args.lam_tv is not None else default_lambda("tv"),
-    }
-    bart_lam = {"wavelet": args.bart_lam_wavelet, "tv": args.bart_lam_tv}
-    rows: list[dict] = []
-    info: dict = {
-        "frames": args.frames,
-        "iters": args.iters,
-        "threads": args.threads,
-        "coils": N_COILS,
-        "samples": list(data["kspace"].shape[2:]),
-        "image": [H, W],
-        "noise": args.noise,
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "lam_sirem": lam,
-        "lam_bart": bart_lam,
-    }
-    tmp = Path(tempfile.mkdtemp(prefix="sirem-bart-"))
-    try:
-        bart = Bart(data, tmp, args.threads) if bart_ok else None
-        step = None
-        orient = "identity"
-        if bart is not None:
-            info["bart_version"] = subprocess.run(
-                ["bart", "version"], capture_output=True, text=True
-            ).stdout.strip()
-            scale = bart.nufft_scale(data["traj"])
-            problem = BaselineProblem(data["kspace"][:1], data["traj"], data["dcf"], data["smaps"])
-            lip_bart = scale**2 * problem.lipschitz() / 1.01
-            step = 0.95 / lip_bart
-            info.update(bart_nufft_scale=scale, bart_lipschitz=lip_bart, bart_step=step)
-            if args.bart_sweep:
-                info["bart_sweep"] = sweep_bart(data, tmp, args, step)
-                for m in ("wavelet", "tv"):
-                    bart_lam[m] = max(info["bart_sweep"][m], key=lambda k: info["bart_sweep"][m][k])
-                    bart_lam[m] = float(bart_lam[m])
-        for method in ("gridding", "wavelet", "tv"):
-            row: dict = {"method": method}
-            best = np.inf
-            for _ in range(args.repeats):
-                recon, wall = time_sirem(method, data, lam.get(method), args.iters)
-                best = min(best, wall)
-            row.update(sirem_ms=1e3 * best / args.frames, sirem_psnr=psnr(recon, truth))
-            if bart is not None:
-                best = np.inf
-                for _ in range(args.repeats):
-                    if method == "gridding":
-                        img, wall = bart.gridding()
-                        orient, scores = best_orientation(img, truth)
-                        info["bart_orientation"] = {"chosen": orient, "correlation": scores}
-                        row["bart_command"] = "nufft -a"
-                    else:
-                        reg = "W" if method == "wavelet" else "T"
-                        img, wall = bart.pics(
-                            reg,
-                            bart_lam[method],
-                            args.iters,
-                            step if reg == "W" else None,
-                            f"pics_{reg}",
-                        )
-                        row["bart_command"] = (
-                            f"pics -R {reg}:3:0:{bart_lam[method]} -i {args.iters}"
-                            + (f" -s {step:.4g}" if reg == "W" else "")
-                        )
-                    best = min(best, wall)
-                bart_recon = normalize(np.ascontiguousarray(ORIENTATIONS[orient](img)))
-                row.update(bart_ms=1e3 * best / args.frames, bart_psnr=psnr(bart_recon, truth))
-                row["ratio"] = row["sirem_ms"] / row["bart_ms"]
-            rows.append(row)
-            print_row(row)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    report = {"info": info, "results": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_baselines.json").write_text(json.dumps(report, indent=2))
-    print_table(report)
-    return 0
-
-
-def sweep_bart(data: dict, tmp: Path, args: argparse.Namespace, step: float) -> dict:
-    """BART PSNR for each lambda in BART_SWEEP on the first 10 frames."""
-    sub = {
-        k: (v[: min(10, args.frames)] if k in ("kspace", "truth") else v) for k, v in data.items()
-    }
-    folder = tmp / "sweep"
-    folder.mkdir()
-    bart = Bart(sub, folder, args.threads)
-    grid, _ = bart.gridding()
-    orient, _ = best_orientation(grid, sub["truth"])
-    out: dict = {"wavelet": {}, "tv": {}}
-    for method, reg in (("wavelet", "W"), ("tv", "T")):
-        for lam in BART_SWEEP:
-            img, _ = bart.pics(reg, lam, args.iters, step if reg == "W" else None, "sweep")
-            rec = normalize(np.ascontiguousarray(ORIENTATIONS[orient](img)))
-            out[method][lam] = psnr(rec, sub["truth"])
-            print(f"  BART sweep {method} lambda {lam:g}: PSNR {out[method][lam]:.2f} dB")
-    return out
-
-
-def print_row(row: dict) -> None:
-    text = f"{row['method']:9s} sirem {row['sirem_ms']:8.2f} ms/frame  PSNR {row['sirem_psnr']:6.2f} dB"
-    if "bart_ms" in row:
-        text += (
-            f" | BART {row['bart_ms']:8.2f} ms/frame  PSNR {row['bart_psnr']:6.2f} dB"
-            f" | ratio {row['ratio']:.3f}"
-        )
-    print(text, flush=True)
-
-
-def print_table(report: dict) -> None:
-    rows = report["results"]
-    has_bart = any("bart_ms" in r for r in rows)
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:  # plain text
-        for row in rows:
-            print_row(row)
-        return
-    info = report["info"]
-    table = Table(
-        title=f"Baselines, {info['frames']} frames x {info['coils']} coils, "
-        f"{info['iters']} iterations, {info['threads']} threads"
-    )
-    for col in ("method", "sirem ms/frame", "sirem PSNR dB") + (
-        ("BART ms/frame", "BART PSNR dB", "sirem/BART time") if has_bart else ()
-    ):
-        table.add_column(col, justify="right")
-    for row in rows:
-        cells = [row["method"], f"{row['sirem_ms']:.2f}", f"{row['sirem_psnr']:.2f}"]
-        if has_bart:
-            cells += [f"{row['bart_ms']:.2f}", f"{row['bart_psnr']:.2f}", f"{row['ratio']:.3f}"]
-        table.add_row(*cells)
-    Console().print(table)
 
 
 if __name__ == "__main__":

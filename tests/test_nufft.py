@@ -10,7 +10,7 @@ import torch
 from sirem_cli.errors import BackendUnavailable, InputError, ShapeError
 from sirem_cli.mri.spiral import to_radians, vd_spiral
 from sirem_cli.nufft import backend, make_nufft
-from sirem_cli.nufft._finufft import FinufftOp
+from sirem_cli.nufft._finufft import CHUNK, FinufftOp, pieces
 from sirem_cli.nufft._ndft import NdftOp, ndft_adjoint, ndft_forward
 from sirem_cli.nufft.autograd import nufft_adjoint, nufft_forward
 
@@ -126,9 +126,37 @@ def test_plans_are_made_once_and_reused(monkeypatch):
     for _ in range(3):
         op.forward(x)
         op.adjoint(op.forward(x))
-    assert len(made) == 2  # one forward and one adjoint plan, for n_trans=4
+    assert len(made) == 2  # one forward and one adjoint plan, for a piece of 4
     op.forward(x[:2])
-    assert len(made) == 3  # a new batch size gets its own plan
+    assert len(made) == 3  # a piece of 2 gets its own plan
+    # Batches are cut into pieces of CHUNK and powers of two: other lengths reuse the plans.
+    op.forward(_crandn(rng, CHUNK + 4, 8, 8))
+    op.forward(_crandn(rng, 3 * CHUNK + 6, 8, 8))
+    assert len(made) == 4  # only the full chunk was new
+    assert {key[2] for key in made} == {CHUNK, 4, 2}
+
+
+def test_pieces_cover_a_batch_with_few_sizes():
+    sizes = set()
+    for n in range(0, 5 * CHUNK):
+        cut = pieces(n)
+        starts = [lo for lo, _ in cut]
+        assert starts == [0, *[hi for _, hi in cut[:-1]]][: len(cut)]  # contiguous, in order
+        assert sum(hi - lo for lo, hi in cut) == n
+        sizes |= {hi - lo for lo, hi in cut}
+    assert sizes == {CHUNK >> k for k in range(CHUNK.bit_length())}  # 32, 16, ..., 1
+
+
+def test_results_do_not_depend_on_how_a_batch_is_cut():
+    rng = np.random.default_rng(12)
+    traj = _rand_traj(rng, 300)
+    y = _crandn(rng, CHUNK + 7, 300).astype(np.complex64)
+    op = FinufftOp(traj, (16, 16), n_threads=2)
+    batch = op.adjoint(y)
+    single = np.stack([op.adjoint(y[i : i + 1])[0] for i in range(y.shape[0])])
+    assert np.array_equal(batch, single)
+    x = _crandn(rng, CHUNK + 7, 16, 16).astype(np.complex64)
+    assert np.array_equal(op.forward(x), np.stack([op.forward(v) for v in x]))
 
 
 def test_worker_threads_give_the_same_result():

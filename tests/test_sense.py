@@ -180,3 +180,23 @@ def test_differentiable_through_the_adjoint():
         yj[:, :, j] = y[:, :, j]
         expected = torch.vdot(probe.reshape(-1), op.adjoint(yj).reshape(-1)).real
         assert abs(float(weights.grad[j]) - float(expected)) < 1e-8 * abs(float(expected))
+
+
+@pytest.mark.parametrize("arms", [None, "rotating"])
+def test_weighted_adjoint_equals_adjoint_of_the_weighted_kspace(arms):
+    """A^H (W y) computed block by block (no weighted copy) is the adjoint of W y, for one
+    interleaf set and for frames of rotating arms, numpy and torch, complex64 and complex128."""
+    rng = np.random.default_rng(9)
+    traj, dcf, smaps = _problem(rng, n_coils=5, n_arms=13, n_samples=30)
+    n_frames = 23  # 115 transforms: full pieces and a remainder of several sizes
+    table = None if arms is None else _rotating(n_frames, 2)
+    for dtype, tol in ((torch.complex64, 1e-6), (torch.complex128, 1e-13)):
+        op = FrameSenseOp(traj, smaps, table, n_frames=n_frames, dtype=dtype)
+        weights = op.weighting(dcf)
+        y = _crandn(rng, *op.oshape).astype(np.complex64 if dtype == torch.complex64 else complex)
+        expected = op.adjoint(weights.forward(y))
+        assert _rel(op.adjoint(y, weights=weights), expected) < tol
+        got = op.adjoint(torch.from_numpy(y), weights=weights.weights)
+        assert isinstance(got, torch.Tensor) and _rel(got.numpy(), expected) < tol
+    with pytest.raises(ShapeError, match="weights"):
+        op.adjoint(y, weights=np.ones((n_frames, 1, 1, 30)))

@@ -146,6 +146,8 @@ def reconstruct_utterance(
     device: str,
     *,
     frames: slice | None = None,
+    prior: Callable[[slice], tuple[Any, Any]] | None = None,
+    mu: float = 0.0,
 ) -> np.ndarray:
     """One utterance (or a block of its frames) in windows of bounded memory.
 
@@ -154,10 +156,14 @@ def reconstruct_utterance(
     the whole reconstructed range (``max |A^H W y|``, one gridding pass), so the result does
     not depend on where windows fall up to the overlap.
 
+    ``prior`` (``ttv`` only) maps a slice of the utterance's frames to their (prior frames,
+    precision weight) for the speech prior's term of weight ``mu``
+    (:class:`~sirem_cli.recon.baselines.PriorTerm`).
+
     Returns:
         (F, H, W) float32 magnitudes in [0, 1] per frame.
     """
-    from sirem_cli.recon.baselines import reconstruct
+    from sirem_cli.recon.baselines import PriorTerm, reconstruct
 
     spec = baseline_spec(config.method)
     start, stop = (0, ref.n_frames) if frames is None else (frames.start, frames.stop)
@@ -171,7 +177,12 @@ def reconstruct_utterance(
         )
     out = []
     for read, keep in parts:
-        data = _frames(ref, slice(start + read.start, start + read.stop))
+        span = slice(start + read.start, start + read.stop)
+        data = _frames(ref, span)
+        term = None
+        if prior is not None:
+            frames_p, weight = prior(span)
+            term = PriorTerm(frames_p, weight, mu)
         recon = reconstruct(
             config.method,
             data["kspace"],
@@ -184,6 +195,7 @@ def reconstruct_utterance(
             iters=config.iters,
             device=device,
             scale=scale,
+            prior=term,
         )
         out.append(recon[keep])
     return np.concatenate(out)
@@ -206,7 +218,7 @@ def _gridded(ref: UtteranceRef, frames: slice, device: str) -> np.ndarray:
     )
 
 
-def _tuning_target(refs: Sequence[UtteranceRef], requested: str) -> str:
+def tuning_target(refs: Sequence[UtteranceRef], requested: str) -> str:
     with_truth = all("truth" in PreparedSet.read(r, ["truth"], frames=slice(0, 1)) for r in refs)
     if requested == "auto":
         return "truth" if with_truth else "reference"
@@ -233,7 +245,7 @@ def choose_lambda(
     from sirem_cli.recon.baselines import default_lambda
 
     refs = dataset.select(config.auto_split)
-    target = _tuning_target(refs, config.auto_target)
+    target = tuning_target(refs, config.auto_target)
     spec = baseline_spec(config.method)
     base = default_lambda(config.method)
     spatial = AUTO_SPATIAL if spec.spatial_weight else (0.0,)
@@ -299,7 +311,7 @@ def _run_baseline(
     config: BaselineConfig,
     progress: ProgressFn | None,
 ) -> BaselineResult:
-    from sirem_cli.recon.baselines import default_lambda
+    from sirem_cli.recon.baselines import default_lambda, import_backends
 
     info = backend_info(config.device)
     result = BaselineResult(
@@ -319,6 +331,7 @@ def _run_baseline(
         else:
             lam = config.lam if config.lam is not None else default_lambda(config.method)
     result.lam, result.lam_spatial = lam, lam_spatial
+    import_backends(info["device"])  # the imports are not the first utterance's time
     record = {
         **asdict(config),
         "lam": lam,

@@ -236,7 +236,40 @@ class SenseOp(LinearOp):
     def adjoint(self, kspace: Any) -> Any:
         """x = A^H y: (..., C, K) -> (..., H, W) coil-combined; numpy in, numpy out."""
         y = self._tensor(kspace, self.oshape, "kspace")
-        return _like(self.coils.adjoint(_nufft_adjoint(self.nufft, y)), kspace)
+        return _like(self._adjoint(y), kspace)
+
+    def _adjoint(self, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """A^H (w y) for a tensor y (..., C, K) and optional real weights (..., 1, K)."""
+        grad = y.requires_grad or self.coils.smaps_conj.requires_grad
+        if grad or self.device.type != "cpu" or (weights is not None and weights.requires_grad):
+            if weights is not None:
+                y = y * weights
+            return self.coils.adjoint(_nufft_adjoint(self.nufft, y))
+        return self._adjoint_blocks(y, weights)
+
+    def _adjoint_blocks(self, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        """A^H (w y) on the CPU, block by block in the NUFFT's worker threads: each block of
+        frames is weighted, transformed and coil-combined while it is in cache, so neither the
+        weighted k-space nor the (..., C, H, W) coil images are ever allocated whole.
+        (..., C, K) -> (..., H, W)."""
+        lead, (h, w), n_coils, k = y.shape[:-2], self.im_shape, self.n_coils, self.n_points
+        n = int(np.prod(lead, dtype=np.int64))
+        out = torch.empty((n, h, w), dtype=self.dtype)
+        if n == 0:
+            return out.reshape(*lead, h, w)
+        flat = y.detach().resolve_conj().resolve_neg().reshape(n * n_coils, k).contiguous()
+        wts = None
+        if weights is not None:
+            wts = weights.detach().to(self.real_dtype).expand(*lead, 1, k).reshape(n, k)
+            wts = wts.contiguous().numpy()
+        smaps_conj = self.coils.smaps_conj
+
+        def combine(lo: int, hi: int, images: np.ndarray) -> None:
+            coils = torch.from_numpy(images).view(-1, n_coils, h, w)  # (frames, C, H, W)
+            coil_combine(coils, smaps_conj, out=out[lo // n_coils : hi // n_coils])
+
+        self.nufft.adjoint_blocks(flat.numpy(), combine, group=n_coils, weights=wts)
+        return out.reshape(*lead, h, w)
 
     def toeplitz(self, weights: Any, *, fft_chunk: int = 4) -> ToeplitzNormalOp:
         """A^H W A for real non-negative data weights (K,) as a :class:`ToeplitzNormalOp`."""
@@ -327,7 +360,8 @@ class ToeplitzNormalOp(LinearOp):
         self.ishape = self.oshape = sense.ishape
         self.fft_chunk = max(1, int(fft_chunk))
         self._kernel: torch.Tensor | None = None
-        self._local = threading.local()  # per-thread scratch (the padded 2x grid)
+        self._kernel_scaled: torch.Tensor | None = None
+        self._local = threading.local()  # per-thread scratch (the padded 2x grid, its FFT)
 
     def kernel(self) -> torch.Tensor:
         """The (2H, 2W, 2) real kernel (built on first use, shared by trajectory)."""
@@ -343,7 +377,7 @@ class ToeplitzNormalOp(LinearOp):
         lead = x.shape[:-2]
         flat = x.reshape(-1, *self.ishape)
         out = torch.empty_like(flat)
-        kernel = self.kernel()
+        kernel = self._scaled_kernel()
         for start in range(0, flat.shape[0], self.fft_chunk):
             stop = min(start + self.fft_chunk, flat.shape[0])
             self._block(flat[start:stop], out[start:stop], kernel)
@@ -362,27 +396,37 @@ class ToeplitzNormalOp(LinearOp):
         return _like(self.sense.adjoint(y), image)
 
     def _block(self, x: torch.Tensor, out: torch.Tensor, kernel: torch.Tensor) -> None:
-        """Toeplitz A^H W A for a block (B, H, W), written into ``out`` (B, H, W)."""
-        h, w = self.ishape
-        pad = self._pad_buffer(x.shape[0])  # (B, C, 2H, 2W), zero outside [:H, :W]
-        torch.mul(x.unsqueeze(1), self.sense.smaps, out=pad[..., :h, :w])
-        spec = torch.fft.fft2(pad)
-        torch.view_as_real(spec).mul_(kernel)
-        conv = torch.fft.ifft2(spec)[..., :h, :w]  # (B, C, H, W)
-        conv *= self.sense.coils.smaps_conj
-        torch.sum(conv, dim=1, out=out)
+        """Toeplitz A^H W A for a block (B, H, W), written into ``out`` (B, H, W).
 
-    def _pad_buffer(self, n_block: int) -> torch.Tensor:
+        Both FFTs run unnormalized into a per-thread buffer (the 1/(4HW) of the inverse is in
+        ``kernel``), so no temporary is allocated: fresh multi-megabyte tensors cost page faults
+        on every call, which doubled the time of this operator.
+        """
         h, w = self.ishape
-        buf = getattr(self._local, "pad", None)
-        if buf is None or buf.shape[0] < n_block:
-            buf = torch.zeros(
-                (n_block, self.sense.n_coils, 2 * h, 2 * w),
-                dtype=self.sense.dtype,
-                device=self.sense.device,
-            )
-            self._local.pad = buf
-        return buf[:n_block]
+        pad, spec = self._buffers(x.shape[0])  # (B, C, 2H, 2W); pad is zero outside [:H, :W]
+        torch.mul(x.unsqueeze(1), self.sense.smaps, out=pad[..., :h, :w])
+        torch.fft.fft2(pad, norm="backward", out=spec)
+        torch.view_as_real(spec).mul_(kernel)
+        torch.fft.ifft2(spec, norm="forward", out=spec)
+        coil_combine(spec[..., :h, :w], self.sense.coils.smaps_conj, out=out)
+
+    def _scaled_kernel(self) -> torch.Tensor:
+        """:meth:`kernel` divided by 4HW (the scale of the unnormalized inverse FFT)."""
+        if self._kernel_scaled is None:
+            h, w = self.ishape
+            self._kernel_scaled = self.kernel() / (4 * h * w)
+        return self._kernel_scaled
+
+    def _buffers(self, n_block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This thread's padded input and spectrum buffers, (n_block, C, 2H, 2W) each."""
+        h, w = self.ishape
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None or bufs[0].shape[0] < n_block:
+            shape = (n_block, self.sense.n_coils, 2 * h, 2 * w)
+            kwargs = {"dtype": self.sense.dtype, "device": self.sense.device}
+            bufs = (torch.zeros(shape, **kwargs), torch.empty(shape, **kwargs))
+            self._local.bufs = bufs
+        return bufs[0][:n_block], bufs[1][:n_block]
 
 
 def arms_table(arms: Any, n_frames: int, n_interleaves: int) -> np.ndarray:
@@ -539,15 +583,29 @@ class FrameSenseOp(LinearOp):
             out[idx] = self._unsorted(op.forward(x[idx]), order)
         return _like(out, image)
 
-    def adjoint(self, kspace: Any) -> Any:
-        """(F, C, N, S) -> (F, H, W) coil-combined."""
+    def adjoint(self, kspace: Any, weights: Any = None) -> Any:
+        """(F, C, N, S) -> (F, H, W) coil-combined.
+
+        With ``weights`` (the :class:`~sirem_cli.linop.DiagOp` of :meth:`weighting`, or its
+        real (F, 1, N, S) weights) it is ``A^H (W y)``, computed without a weighted copy of y.
+        """
         y = self._tensor(kspace, self.oshape, "kspace")
+        w = None
+        if weights is not None:
+            w = weights.weights if isinstance(weights, DiagOp) else weights
+            w = to_tensor(w, real_dtype(self.dtype), self.device, "weights")
+            if w.ndim != 4 or w.shape[0] != self.n_frames or w.shape[2:] != y.shape[2:]:
+                shape = (self.n_frames, 1, self.n_arms, self.n_samples)
+                raise ShapeError(f"weights: expected {shape}, got {tuple(w.shape)}")
+            w = w.expand(self.n_frames, 1, self.n_arms, self.n_samples)
         if len(self.groups) == 1:
             _, _, order, op = self.groups[0]
-            return _like(op.adjoint(self._sorted(y, order)), kspace)
+            ws = None if w is None else self._sorted(w, order)
+            return _like(op._adjoint(self._sorted(y, order), ws), kspace)
         out = y.new_zeros(self.ishape)
         for _, idx, order, op in self.groups:
-            out[idx] = op.adjoint(self._sorted(y[idx], order))
+            ws = None if w is None else self._sorted(w[idx], order)
+            out[idx] = op._adjoint(self._sorted(y[idx], order), ws)
         return _like(out, kspace)
 
     def arm_adjoint(self, kspace: Any) -> Any:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -224,6 +224,38 @@ class NufftOp(LinearOp):
             (..., H, W) image of the same kind, complex dtype of the input's precision.
         """
         return self._apply(kspace, 1)
+
+    def adjoint_blocks(
+        self,
+        kspace: Any,
+        consume: Callable[[int, int, Any], None],
+        *,
+        group: int = 1,
+        weights: Any = None,
+    ) -> None:
+        """The adjoint of a batch handed over block by block, without the whole output.
+
+        ``consume(lo, hi, images)`` receives the images (hi - lo, H, W) of transforms lo..hi,
+        ``lo`` and ``hi`` multiples of ``group``; the blocks cover the batch once. ``images`` is
+        a scratch array of the backend's native kind (numpy here) valid only during the call,
+        and calls may come from several threads at once. SENSE uses it to coil-combine each
+        block while it is in cache instead of allocating the (n, H, W) coil images.
+
+        Args:
+            kspace: (n, K) complex array of the backend's native kind and dtype, n a multiple
+                of ``group``.
+            consume: called once per block.
+            group: block boundaries fall on multiples of it (the coils of one frame).
+            weights: optional (n / group, K) real weights of the same kind: transform i is
+                multiplied by ``weights[i // group]`` first (the DCF of a frame, for all its
+                coils), block by block, so no weighted copy of the batch is made.
+        """
+        data = kspace
+        if weights is not None:
+            k = self.n_points
+            data = (kspace.reshape(-1, group, k) * weights.reshape(-1, 1, k)).reshape(-1, k)
+        images = self.adjoint(data)
+        consume(0, int(images.shape[0]), images)
 
     # -- machinery ------------------------------------------------------------------
     def _apply(self, data: Any, nufft_type: int) -> Any:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,9 @@ FRAME_BLOCK = 512
 
 #: Fewest frames per worker thread for the per-frame methods.
 MIN_FRAMES_PER_WORKER = 4
+
+#: Most frames per block when several worker threads share the per-frame methods' blocks.
+BALANCE_BLOCK = 32
 
 
 def default_lambda(method: str) -> float:
@@ -147,7 +151,7 @@ class BaselineProblem:
         self.y = torch.as_tensor(
             np.ascontiguousarray(ksp, dtype=np.complex64), device=self.op.device
         )
-        self.b = self.op.adjoint(self.weights.forward(self.y))
+        self.b = self.op.adjoint(self.y, weights=self.weights)  # A^H W y, no weighted copy
         # NaN/inf anywhere in k-space reaches b (finite smaps and dcf are checked above);
         # checking the (8x smaller) image is cheaper than scanning k-space.
         if not bool(torch.isfinite(torch.view_as_real(self.b)).all()):
@@ -178,6 +182,22 @@ class BaselineProblem:
         return self._lipschitz
 
 
+@dataclass(frozen=True)
+class PriorTerm:
+    """A per-frame prior image for methods that couple frames (``ttv``): the solve adds
+    ``mu/2 ||M^(1/2)(x - s p)||^2`` (:func:`sirem_cli.recon.prior.prior_solve`).
+
+    Attributes:
+        prior: (F, H, W) complex prior frames p (any scale: s is fitted to the data).
+        weight: M, (F, H, W) or (H, W) real >= 0, or None (1).
+        mu: weight relative to L, the largest eigenvalue of A^H W A (0: plain ``ttv``).
+    """
+
+    prior: Any
+    weight: Any = None
+    mu: float = 0.0
+
+
 def solve(
     method: str,
     problem: BaselineProblem,
@@ -189,6 +209,7 @@ def solve(
     progress: Callable[[int], None] | None = None,
     frames: slice | None = None,
     normal: Callable[[Any], Any] | None = None,
+    prior: PriorTerm | None = None,
 ) -> Any:
     """Run one regularized method on a :class:`BaselineProblem`.
 
@@ -205,9 +226,11 @@ def solve(
         frames: solve only these frames (methods that do not couple frames). Lambda scale
             and L stay those of the utterance.
         normal: the normal operator to use (default ``problem.normal`` of those frames).
+        prior: a :class:`PriorTerm` (``ttv`` only): the speech prior's data-consistent solve.
 
     Returns:
-        The :class:`~sirem_cli.recon.solvers.SolverResult` (complex x of the frames).
+        The :class:`~sirem_cli.recon.solvers.SolverResult` (complex x of the frames), or with
+        ``prior`` a :class:`~sirem_cli.recon.prior.PriorSolveResult`.
     """
     from sirem_cli.recon import solvers
 
@@ -228,6 +251,8 @@ def solve(
     b = problem.b if frames is None else problem.b[frames]
     if normal is None:
         normal = problem.normal.forward if frames is None else problem.normal.frames(frames).forward
+    if prior is not None:
+        return _prior_solve(method, problem, b, normal, prior, lam, lam_spatial, iters, progress)
     solver = getattr(solvers, spec.solver)
     return solver(
         normal,
@@ -238,6 +263,39 @@ def solve(
         iters=int(iters),
         data_const=problem.data_term_constant(frames) if track_objective else 0.0,
         track_objective=track_objective,
+        progress=progress,
+    )
+
+
+def _prior_solve(
+    method: str,
+    problem: BaselineProblem,
+    b: Any,
+    normal: Callable[[Any], Any],
+    prior: PriorTerm,
+    lam: float,
+    lam_spatial: float,
+    iters: int,
+    progress: Callable[[int], None] | None,
+) -> Any:
+    import torch
+
+    from sirem_cli.recon.prior import prior_solve
+
+    if method != "ttv":
+        raise InputError(f"a prior image applies to --method ttv only, not {method}")
+    frames = torch.as_tensor(prior.prior).to(device=b.device, dtype=b.dtype)
+    weight = None if prior.weight is None else torch.as_tensor(prior.weight).to(b.device)
+    return prior_solve(
+        normal,
+        b,
+        frames,
+        mu=float(prior.mu),
+        weight=weight,
+        lam_spatial=float(lam_spatial) * problem.scale,
+        lam_time=float(lam) * problem.scale,
+        lipschitz=problem.lipschitz(),
+        iters=int(iters),
         progress=progress,
     )
 
@@ -259,6 +317,7 @@ def reconstruct(
     workers: int | None = None,
     scale: float | None = None,
     normalize: bool = True,
+    prior: PriorTerm | None = None,
 ) -> np.ndarray:
     """Reconstruct an utterance with a baseline method.
 
@@ -273,8 +332,8 @@ def reconstruct(
         iters: iterations of the iterative methods (>= 1).
         arms: (F, N) interleaves of each frame (None: all I in table order, N = I).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        progress: called with the iteration number (per block of frames for the
-            per-frame methods, which restart the count for each block).
+        progress: called with the iteration number, 1 to ``iters`` once each (for the
+            per-frame methods: the iterations done per frame, averaged over the blocks).
         lam_spatial: methods with a spatial weight only: relative weight of an added
             spatial isotropic TV.
         eps: NUFFT accuracy (None: 1e-4).
@@ -284,6 +343,7 @@ def reconstruct(
         scale: the lambda scale (None: ``max |A^H W y|`` of these frames); a window of a
             longer utterance passes the utterance's.
         normalize: return per-frame max-normalized magnitudes (False: the complex solution).
+        prior: ``ttv`` only: a :class:`PriorTerm` for these frames (mu = 0: plain ``ttv``).
 
     Returns:
         (F, H, W) float32 magnitudes, each frame divided by its maximum (complex64 images
@@ -295,18 +355,46 @@ def reconstruct(
     """
     spec = baseline_spec(method)
     _check_params(method, lam, iters)
-    problem = BaselineProblem(
-        kspace, traj, dcf, smaps, arms=arms, device=device, eps=eps, scale=scale
+    problem = _setup(
+        lambda: BaselineProblem(
+            kspace, traj, dcf, smaps, arms=arms, device=device, eps=eps, scale=scale
+        ),
+        workers,
     )
     if spec.solver is None:
         if progress is not None:
             progress(1)
         x = problem.b.cpu().numpy()
     elif spec.couples_frames:
-        x = _all_frames(method, problem, lam, int(iters), lam_spatial, progress, workers)
+        x = _all_frames(method, problem, lam, int(iters), lam_spatial, progress, workers, prior)
     else:
         x = _per_frame(method, problem, lam, int(iters), progress, workers)
     return normalize_magnitude(x) if normalize else np.asarray(x, dtype=np.complex64)
+
+
+def import_backends(device: Any = "cpu") -> None:
+    """Import what a reconstruction runs on (torch, the SENSE operators, the solvers and the
+    device's NUFFT backend) now rather than inside the first :func:`reconstruct`.
+
+    A command that times :func:`reconstruct` calls this first, so that the recorded time of
+    its first utterance holds that utterance's set-up (plans, kernels, L) but not the one-off
+    imports (about 1-2 s of torch on a 2-core machine) and the first full garbage collection
+    after them.
+    """
+    import gc
+    import importlib
+
+    import pywt  # noqa: F401  (the wavelet solver's filters)
+
+    import sirem_cli.mri.sense
+    import sirem_cli.recon.solvers  # noqa: F401  (torch)
+    from sirem_cli.nufft.backend import select_backend
+
+    choice = select_backend(device)
+    importlib.import_module("finufft" if choice.name == "finufft" else "cufinufft")
+    # Collect now the garbage of hundreds of thousands of new objects: otherwise the first
+    # full collection falls inside the first reconstruction (90 ms measured).
+    gc.collect()
 
 
 def _single_threaded(fn: Callable[[], Any]) -> Any:
@@ -321,6 +409,16 @@ def _single_threaded(fn: Callable[[], Any]) -> Any:
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sirem-recon") as pool:
         return pool.submit(call).result()
+
+
+def _setup(make: Callable[[], BaselineProblem], workers: int | None) -> BaselineProblem:
+    """Build the problem with one torch thread in this thread (unless ``workers == 1``).
+
+    Its heavy part, A^H W y, runs on the NUFFT's own worker threads; the rest are small
+    element-wise passes, which torch's intra-op threads only slow down: on a busy machine
+    each parallel region waits milliseconds for a descheduled OpenMP thread.
+    """
+    return make() if workers == 1 else _single_threaded(make)
 
 
 def _prepare(problem: BaselineProblem, workers: int) -> None:
@@ -345,6 +443,7 @@ def _all_frames(
     lam_spatial: float,
     progress: Callable[[int], None] | None,
     workers: int | None,
+    prior: PriorTerm | None = None,
 ) -> np.ndarray:
     """Methods that couple frames: one solver over all frames; with several workers the
     normal operator is split over frame blocks in worker threads and everything runs
@@ -355,7 +454,13 @@ def _all_frames(
 
     workers = _auto_workers(problem) if workers is None else max(1, int(workers))
     _prepare(problem, workers)
-    kwargs = {"lam": lam, "iters": iters, "lam_spatial": lam_spatial, "progress": progress}
+    kwargs = {
+        "lam": lam,
+        "iters": iters,
+        "lam_spatial": lam_spatial,
+        "progress": progress,
+        "prior": prior,
+    }
     if workers == 1:
         return solve(method, problem, **kwargs).x.cpu().numpy()
     bounds = np.linspace(0, problem.b.shape[0], workers + 1).round().astype(int)
@@ -386,6 +491,31 @@ def _auto_workers(problem: BaselineProblem) -> int:
     return max(1, min(torch.get_num_threads(), problem.b.shape[0] // MIN_FRAMES_PER_WORKER))
 
 
+class _MergedProgress:
+    """One iteration count for blocks of frames solved in turn or at once: after each block
+    iteration, ``progress`` gets every new value of ``floor(sum_b done_b n_b / F)`` (the
+    iterations done per frame on average), once each and in order."""
+
+    def __init__(self, progress: Callable[[int], None], sizes: list[int]) -> None:
+        import threading
+
+        self.progress, self.sizes = progress, sizes
+        self.done = [0] * len(sizes)
+        self.total, self.reported = sum(sizes), 0
+        self.lock = threading.Lock()
+
+    def block(self, index: int) -> Callable[[int], None]:
+        def update(iteration: int) -> None:
+            with self.lock:
+                self.done[index] = iteration
+                level = sum(d * n for d, n in zip(self.done, self.sizes, strict=True)) // self.total
+                while self.reported < level:
+                    self.reported += 1
+                    self.progress(self.reported)
+
+        return update
+
+
 def _per_frame(
     method: str,
     problem: BaselineProblem,
@@ -399,18 +529,24 @@ def _per_frame(
     With several workers each thread runs its blocks single-threaded (torch's
     intra-op thread count is per thread), which keeps the speed of intra-op
     threading on an idle machine and avoids its synchronisation stalls on a
-    busy one (docs/benchmarks.md). Only the first block reports progress. Returns the
+    busy one (docs/benchmarks.md). The blocks hold at most :data:`BALANCE_BLOCK` frames
+    and the workers take them in turn, so a core taken by another process delays the
+    result by about one block, not by its fixed share of the frames. Returns the
     complex (F, H, W) solution.
     """
     import torch
 
     n_frames = problem.b.shape[0]
     workers = _auto_workers(problem) if workers is None else max(1, int(workers))
-    n_blocks = max(workers, -(-n_frames // FRAME_BLOCK))
+    block_size = FRAME_BLOCK if workers == 1 else BALANCE_BLOCK
+    n_blocks = max(workers, -(-n_frames // block_size))
     bounds = np.linspace(0, n_frames, min(n_blocks, n_frames) + 1).round().astype(int)
     blocks = [slice(int(a), int(c)) for a, c in itertools.pairwise(bounds)]
     _prepare(problem, workers)
     out = np.empty(tuple(problem.b.shape), dtype=np.complex64)
+    merged = None
+    if progress is not None:
+        merged = _MergedProgress(progress, [b.stop - b.start for b in blocks])
 
     def run(index: int) -> None:
         block = blocks[index]
@@ -420,7 +556,7 @@ def _per_frame(
             lam=lam,
             iters=iters,
             frames=block,
-            progress=progress if index == 0 else None,
+            progress=None if merged is None else merged.block(index),
         )
         out[block] = result.x.cpu().numpy()
 

@@ -9,7 +9,8 @@ callables, not classes: ``normal(x) -> A^H W A x`` and ``b = A^H W y``; the cons
 
 * :func:`fista_wavelet`: ``g = lam ||Psi x||_1``, Psi an orthogonal Daubechies wavelet
   (pywt conventions, ``mode='periodization'``, full depth), FISTA (Beck & Teboulle 2009)
-  with step 1/L.
+  with step 1/L; the ``wavelet`` method adds random cycle spinning (as BART's ``pics -R W``)
+  and averages the last half of the iterates.
 * :func:`pdhg_tv`: ``g = lam_s TV_iso(x) + lam_t ||D_t x||_1`` (isotropic spatial total
   variation per frame and/or the l1 norm of the temporal finite difference across
   frames), by the primal-dual method of Condat (2013) / Vu (2013): a Chambolle-Pock
@@ -200,8 +201,20 @@ def _soft_threshold_(coeffs: list[torch.Tensor], tau: float) -> None:
         pair.mul_(scale)
 
 
-def wavelet_l1(psi: Wavelet2D, x: torch.Tensor) -> torch.Tensor:
-    """||Psi x||_1 per frame of a complex batch (F, H, W) -> (F,) real."""
+def wavelet_l1(psi: Wavelet2D, x: torch.Tensor, *, shift_invariant: bool = False) -> torch.Tensor:
+    """||Psi x||_1 per frame of a complex batch (F, H, W) -> (F,) real.
+
+    ``shift_invariant``: the mean over every circular shift (0..2^level - 1 per axis) of
+    ``||Psi S x||_1``, the regularizer that FISTA with cycle spinning works on.
+    """
+    if shift_invariant:
+        span = 2**psi.level
+        total = sum(
+            wavelet_l1(psi, torch.roll(x, (sy, sx), dims=(-2, -1)))
+            for sy in range(span)
+            for sx in range(span)
+        )
+        return total / span**2
     coeffs = psi.forward(complex_to_real(x))
     total = torch.zeros(x.shape[0], dtype=coeffs[0].dtype, device=x.device)
     for y, mask in zip(coeffs, psi.detail_masks(), strict=True):
@@ -225,11 +238,22 @@ def fista_wavelet(
     iters: int = 100,
     wavelet: str = "db4",
     level: int | None = None,
+    cycle_spin: bool = False,
+    seed: int = 0,
     data_const: float = 0.0,
     track_objective: bool = False,
     progress: ProgressFn | None = None,
 ) -> SolverResult:
     """FISTA for ``min_x 1/2 ||W^(1/2)(A x - y)||^2 + lam ||Psi x||_1``.
+
+    With ``cycle_spin`` each iteration thresholds the wavelet coefficients of the image
+    circularly shifted by a random (dy, dx) in [0, 2^level)^2 and shifts back, as BART's
+    ``pics -R W`` does: the regularizer becomes shift invariant on average (the mean of
+    ``||Psi S x||_1`` over shifts), which removes the blocky artefacts of a decimated
+    wavelet. The iteration is then a stochastic proximal-gradient method, so the result is
+    the mean of the last ``ceil(iters / 2)`` iterates (Polyak-Ruppert averaging), which
+    removes the jitter the shifts leave in single iterates. The shifts come from ``seed``:
+    the result is deterministic and the same for any split of the frames into blocks.
 
     Args:
         normal: x (F, H, W) -> A^H W A x.
@@ -238,9 +262,12 @@ def fista_wavelet(
         lipschitz: L >= the largest eigenvalue of A^H W A; the step is 1/L.
         iters: iterations.
         wavelet, level: the transform (default full-depth db4).
+        cycle_spin: random shifts and tail averaging (see above); False is plain FISTA.
+        seed: the shifts' random seed.
         data_const: 1/2 ||W^(1/2) y||^2, added to the reported objective.
-        track_objective: evaluate the objective after every iteration (one extra
-            normal-operator application each).
+        track_objective: evaluate the objective of the current iterate after every iteration
+            (one extra normal-operator application each; with ``cycle_spin`` the
+            regularizer is the shift-invariant one, 4^level wavelet transforms).
         progress: called with the iteration number (1-based) after each iteration.
 
     Returns:
@@ -254,21 +281,34 @@ def fista_wavelet(
     x = torch.zeros_like(b)
     z = x.clone()
     t = 1.0
+    rng = np.random.default_rng(seed) if cycle_spin else None
+    span = 2**psi.level
+    first_averaged = iters // 2  # iterates first_averaged..iters-1 (ceil(iters / 2) of them)
+    total: torch.Tensor | None = None
     result = SolverResult(x=x, lipschitz=lipschitz)
     for it in range(iters):
         grad = normal(z) - b  # (normal may return its input: never update it in place)
-        coeffs = psi.forward(complex_to_real(torch.add(z, grad, alpha=-step)))
+        v = torch.add(z, grad, alpha=-step)
+        if rng is not None:
+            dy, dx = (int(d) for d in rng.integers(0, span, size=2))
+            v = torch.roll(v, (dy, dx), dims=(-2, -1))
+        coeffs = psi.forward(complex_to_real(v))
         _soft_threshold_(coeffs, step * lam)
         x_new = real_to_complex(psi.inverse(coeffs))
+        if rng is not None:
+            x_new = torch.roll(x_new, (-dy, -dx), dims=(-2, -1))
+            if it >= first_averaged:
+                total = x_new.clone() if total is None else total.add_(x_new)
         t_new = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
         z = torch.add(x_new, x_new - x, alpha=(t - 1) / t_new)
         x, t = x_new, t_new
         if track_objective:
-            obj = _data_term(x, normal(x), b, data_const) + lam * float(wavelet_l1(psi, x).sum())
+            reg = wavelet_l1(psi, x, shift_invariant=cycle_spin)
+            obj = _data_term(x, normal(x), b, data_const) + lam * float(reg.sum())
             result.objective.append(obj)
         if progress is not None:
             progress(it + 1)
-    result.x = x
+    result.x = x if total is None else total / (iters - first_averaged)
     result.iters = iters
     return result
 
@@ -526,13 +566,15 @@ def wavelet_solver(
     track_objective: bool = False,
     progress: ProgressFn | None = None,
 ) -> SolverResult:
-    """``wavelet``: :func:`fista_wavelet` with weight ``lam`` (``lam_spatial`` unused)."""
+    """``wavelet``: :func:`fista_wavelet` with weight ``lam`` and cycle spinning
+    (``lam_spatial`` unused)."""
     return fista_wavelet(
         normal,
         b,
         lam,
         lipschitz=lipschitz,
         iters=iters,
+        cycle_spin=True,
         data_const=data_const,
         track_objective=track_objective,
         progress=progress,
