@@ -16,8 +16,10 @@ from sirem_cli.models.speech_prior import (
     mel_filterbank,
     mel_to_hz,
     normalize_xbar,
+    precision_weight,
     prior_frames,
     resample_embeddings,
+    smooth_in_time,
     standardize_embeddings,
 )
 from sirem_cli.mri.sense import SenseOp
@@ -33,6 +35,7 @@ from sirem_cli.training.prior import (
     PriorData,
     PriorTrainConfig,
     evaluate_prior,
+    gaussian_nll,
     prior_checkpoint_payload,
     read_prior_checkpoint,
     save_prior_checkpoint,
@@ -104,8 +107,30 @@ def test_ls_scale_recovers_a_known_complex_scale(sense):
     for delta in (0.01, 0.01j, -0.01):
         assert torch.all(resid(s_hat + delta) > resid(s_hat))
     # a frame whose prior is zero gets s = 0, not NaN
-    p[2] = 0
-    assert data_fit_scale(sense.normal, b, p)[2] == 0
+    p_zero = p.clone()
+    p_zero[2] = 0
+    assert data_fit_scale(sense.normal, b, p_zero)[2] == 0
+
+
+def test_ls_scale_pooled_over_frames(sense):
+    gen = torch.Generator().manual_seed(7)
+    p = _crandn(gen, 5, *SHAPE)
+    s_true = 1.5 - 0.5j
+    y = sense.forward(s_true * p)
+    b = sense.adjoint(y, weighted=True)
+    for window in (None, 3, 5):  # one true scale: every pooling recovers it
+        s = data_fit_scale(sense.normal, b, p, window=window)
+        assert torch.allclose(s, torch.full((5,), s_true, dtype=s.dtype), atol=1e-9)
+    # window 3 at frame 2 pools frames 1..3, exactly as a direct fit on them
+    scales = torch.tensor([1.0, 2.0, -1j, 0.5, 3.0], dtype=torch.complex128)
+    b2 = sense.adjoint(sense.forward(scales[:, None, None] * p), weighted=True)
+    pooled = data_fit_scale(sense.normal, b2, p, window=3)
+    direct = data_fit_scale(sense.normal, b2[1:4], p[1:4], window=None)
+    assert torch.allclose(pooled[2], direct[0], atol=1e-12)
+    edge = data_fit_scale(sense.normal, b2[:2], p[:2], window=None)  # frame 0: frames 0..1
+    assert torch.allclose(pooled[0], edge[0], atol=1e-12)
+    with pytest.raises(ShapeError, match="window"):
+        data_fit_scale(sense.normal, b, p, window=2)
 
 
 def test_combined_normal_is_hermitian_psd(sense):
@@ -160,6 +185,23 @@ def test_prior_solve_objective_is_the_stated_one_and_decreases(sense):
     # the prior pulls the solution towards s p: closer than temporal TV alone
     ttv = pdhg_tv(sense.normal, b, lam_spatial=0.02, lam_time=0.05, lipschitz=lip, iters=80)
     assert torch.linalg.vector_norm(res.x - target) < torch.linalg.vector_norm(ttv.x - target)
+
+
+def test_warm_start(sense):
+    _, b, lip, gen = _problem(sense, seed=5)
+    z = _crandn(gen, *b.shape)
+    keep = z.clone()
+    kwargs = dict(lam_spatial=0.0, lam_time=0.05, lipschitz=lip)
+    assert torch.equal(pdhg_tv(sense.normal, b, iters=0, x0=z, **kwargs).x, keep)
+    pdhg_tv(sense.normal, b, iters=3, x0=z, **kwargs)
+    assert torch.equal(z, keep)  # x0 is not written
+    with pytest.raises(ShapeError, match="x0"):
+        pdhg_tv(sense.normal, b, iters=1, x0=z[:2], **kwargs)
+    # the prior solve starts at s p: a prior equal to the answer is kept from iteration 0
+    ref = pdhg_tv(sense.normal, b, iters=300, **kwargs).x
+    warm = prior_solve(sense.normal, b, ref, mu=0.01, iters=1, **kwargs)
+    cold = prior_solve(sense.normal, b, ref, mu=0.01, iters=1, warm_start=False, **kwargs)
+    assert torch.linalg.vector_norm(warm.x - ref) < 0.1 * torch.linalg.vector_norm(cold.x - ref)
 
 
 def test_prior_solve_rejects_bad_input(sense):
@@ -228,6 +270,19 @@ def test_mel_filterbank_matches_the_slaney_definition():
     assert np.allclose(bank.sum(axis=1) * df, 1.0, rtol=0.15)
 
 
+def test_smooth_in_time_is_a_mirrored_gaussian():
+    from scipy.ndimage import gaussian_filter1d
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((9, 3, 2), generator=gen, dtype=torch.float64)
+    for sigma in (0.7, 1.1, 2.0, 4.0):  # 4.0: the support is longer than the sequence
+        ref = gaussian_filter1d(x.numpy(), sigma, axis=0, mode="mirror", truncate=3.0)
+        assert np.allclose(smooth_in_time(x, sigma).numpy(), ref, atol=1e-12)
+    assert torch.equal(smooth_in_time(x, 0.0), x)
+    with pytest.raises(ShapeError):
+        smooth_in_time(x, -1.0)
+
+
 def test_normalize_xbar_and_prior_frames():
     gen = torch.Generator().manual_seed(0)
     xbar = _crandn(gen, *SHAPE, dtype=torch.complex64)
@@ -242,6 +297,7 @@ def test_normalize_xbar_and_prior_frames():
     keep = expect > 1e-3  # (3, H, W)
     phase = torch.angle((p * xbar.conj())[keep])  # p has the phase of x_bar
     assert torch.allclose(phase, torch.zeros_like(phase), atol=1e-4)
+    assert float(prior_frames(xbar, delta + 5.0, clamp_max=1.0).abs().max()) <= 1.0 + 1e-6
     with pytest.raises(InputError):
         normalize_xbar(torch.zeros(SHAPE, dtype=torch.complex64))
 
@@ -325,6 +381,31 @@ def test_gradients_reach_every_parameter():
     assert torch.count_nonzero(fresh.maps.weight.grad) > 0
 
 
+def test_uncertainty_head_and_precision_weight():
+    torch.manual_seed(2)
+    net = SpeechPriorNet(_small_config(uncertainty=True))
+    ctx, xbar = torch.randn(5, 5, 6), torch.rand(1, 16, 16)
+    delta, logvar = net.forward_full(ctx, xbar)
+    assert delta.shape == logvar.shape == (5, 16, 16)
+    assert torch.allclose(logvar, torch.full_like(logvar, float(np.log(1e-3))), atol=1e-5)
+    assert SpeechPriorNet(_small_config()).forward_full(ctx, xbar)[1] is None
+    # the NLL of the detached residual trains the variance, never the mean's coefficients
+    _randomize_zero_layers(net)
+    delta, logvar = net.forward_full(ctx, xbar)
+    gaussian_nll((delta - 0.3).detach(), logvar).backward()
+    rank = net.config.rank
+    assert torch.count_nonzero(net.audio_mlp[-1].weight.grad[:rank]) == 0
+    assert torch.count_nonzero(net.audio_mlp[-1].weight.grad[rank:]) > 0
+    # M = min(1, v_q / sigma^2): 1 at and below the reference variance, smaller above
+    lv = torch.log(torch.tensor([[[1.0, 2.0], [4.0, 8.0]]]))
+    m = precision_weight(lv, quantile=0.25)
+    ref = float(torch.quantile(lv.reshape(-1), 0.25).exp())
+    assert torch.allclose(m, (ref / lv.exp()).clamp(max=1.0))
+    assert float(m.max()) == pytest.approx(1.0) and float(m[0, 1, 1]) < float(m[0, 1, 0])
+    with pytest.raises(ShapeError):
+        precision_weight(lv, quantile=1.5)
+
+
 def test_network_is_deterministic_for_a_seed():
     torch.manual_seed(5)
     a = SpeechPriorNet(_small_config())
@@ -370,9 +451,9 @@ def test_training_beats_its_start_and_is_deterministic(tmp_path):
         res.model.state_dict().items(), again.model.state_dict().items(), strict=True
     ):
         assert torch.equal(va, vb)
-    # augmentation runs and keeps shapes
+    # augmentation and the uncertainty head run and keep shapes
     aug = PriorTrainConfig(epochs=1, batch_size=16, seed=3, shift_px=2, zoom=0.1, rotate_deg=5)
-    assert len(train_prior(cfg, train, val, aug).log) == 1
+    assert len(train_prior(_small_config(uncertainty=True), train, val, aug).log) == 1
     # checkpoint round trip through weights_only loading
     weight = torch.rand(16, 16)
     payload = prior_checkpoint_payload(

@@ -49,6 +49,9 @@ from sirem_cli.errors import InputError, ShapeError
 #: USC's 2-arm rate of 83.3 frames/s).
 DEFAULT_HALF_CONTEXT = 8
 _XBAR_EPS = 1e-12
+#: Range of the predicted log-variance (normalized magnitude units squared).
+LOGVAR_RANGE = (-12.0, 2.0)
+_LOGVAR_START = math.log(1e-3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +64,8 @@ class SpeechPriorConfig(JsonConfig):
         image_size: (H, W) in pixels (each divisible by 2 ** (len(channels) - 1)).
         channels: U-Net widths per resolution level, finest first.
         rank: R, number of audio-modulated basis maps.
+        uncertainty: also predict a per-pixel log-variance of the prior
+            (:meth:`SpeechPriorNet.forward_full`), for the weight of :func:`precision_weight`.
         audio_hidden: width of the audio path and of the FiLM conditioning vector.
         dropout: dropout on the audio vector during training.
         no_audio: the ablation: the embedding context is replaced by zeros.
@@ -75,6 +80,7 @@ class SpeechPriorConfig(JsonConfig):
     image_size: tuple[int, int] = (84, 84)
     channels: tuple[int, ...] = (16, 32, 48)
     rank: int = 24
+    uncertainty: bool = False
     audio_hidden: int = 128
     dropout: float = 0.1
     no_audio: bool = False
@@ -107,6 +113,11 @@ class SpeechPriorConfig(JsonConfig):
     def half_context(self) -> int:
         """K, frames on each side of the centre."""
         return self.context // 2
+
+    @property
+    def n_heads(self) -> int:
+        """Output images per frame: Delta, and the log-variance with ``uncertainty``."""
+        return 2 if self.uncertainty else 1
 
 
 # -- pure helpers ----------------------------------------------------------------------
@@ -289,17 +300,59 @@ def normalize_xbar(xbar: np.ndarray | Tensor) -> tuple[np.ndarray | Tensor, floa
     return mag / peak, peak
 
 
-def prior_frames(xbar: Tensor, delta: Tensor, weight: Tensor | None = None) -> Tensor:
+def smooth_in_time(frames: Tensor, sigma: float) -> Tensor:
+    """Gaussian smoothing along the frame axis (edges reflected).
+
+    The network predicts each frame from its own context window, so its output can jitter
+    from frame to frame more than the articulators move; a sigma of 1-2 frames (12-24 ms
+    at 83 frames/s) removes the jitter without blurring the motion.
+
+    Args:
+        frames: (F, H, W) real tensor.
+        sigma: standard deviation in frames (0: unchanged).
+
+    Returns:
+        (F, H, W), the input's dtype.
+    """
+    if frames.ndim != 3 or frames.is_complex():
+        raise ShapeError(f"frames: expected a real (F, H, W) tensor, got {tuple(frames.shape)}")
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ShapeError(f"sigma: expected a number >= 0, got {sigma}")
+    if sigma == 0 or frames.shape[0] == 1:
+        return frames
+    radius = max(1, int(3 * sigma + 0.5))  # scipy.ndimage's truncate=3 support
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(frames.dtype)
+    n = frames.shape[0]
+    index = torch.arange(-radius, n + radius)
+    period = 2 * (n - 1)
+    index = torch.remainder(index, period)
+    index = torch.where(index >= n, period - index, index)  # reflect about the end frames
+    padded = frames[index]  # (F + 2 radius, H, W)
+    flat = padded.reshape(padded.shape[0], -1).T.unsqueeze(1)  # (H*W, 1, F + 2 radius)
+    out = torch.nn.functional.conv1d(flat, kernel.view(1, 1, -1))  # (H*W, 1, F)
+    return out[:, 0].T.reshape(frames.shape)
+
+
+def prior_frames(
+    xbar: Tensor,
+    delta: Tensor,
+    weight: Tensor | None = None,
+    *,
+    clamp_max: float | None = None,
+) -> Tensor:
     """``p_t = (|x_bar|_n + w (.) Delta_t) exp(i angle(x_bar))``.
 
     Args:
         xbar: (H, W) complex time-averaged image (its phase is the prior's phase).
         delta: (F, H, W) real predicted deviations in the normalized magnitude domain.
         weight: (H, W) real map w in [0, 1] (None: 1).
+        clamp_max: upper bound of the magnitude (e.g. 1: no pixel brighter than the
+            brightest of x_bar); the lower bound is always 0.
 
     Returns:
-        (F, H, W) complex64 prior frames (scale: |x_bar|_n; the solve fits a complex scale
-        per frame).
+        (F, H, W) complex64 prior frames (scale: |x_bar|_n; the solve fits a complex scale).
     """
     if xbar.ndim != 2 or not xbar.is_complex():
         raise ShapeError(f"x_bar: expected a complex (H, W) image, got {tuple(xbar.shape)}")
@@ -311,7 +364,31 @@ def prior_frames(xbar: Tensor, delta: Tensor, weight: Tensor | None = None) -> T
     mag, _ = normalize_xbar(xbar)
     dev = delta.to(torch.float32) if weight is None else weight.to(torch.float32) * delta
     phase = torch.polar(torch.ones_like(mag), torch.angle(xbar).to(torch.float32))
-    return ((mag + dev).clamp_min(0.0) * phase).to(torch.complex64)
+    return ((mag + dev).clamp(min=0.0, max=clamp_max) * phase).to(torch.complex64)
+
+
+def precision_weight(logvar: Tensor, quantile: float = 0.05) -> Tensor:
+    """Per-frame prior weight from a predicted log-variance: ``M_t = min(1, v_t / sigma_t^2)``.
+
+    A Gaussian prior of variance sigma^2(r) contributes ``1/(2 sigma^2) |x - s p|^2`` to a
+    MAP objective; relative to the frame's ``quantile`` variance v_t, that is the weight
+    ``v_t / sigma^2(r)``, clipped to 1 so that the most confident pixels share the weight 1
+    and the solve's ``mu`` keeps its meaning.
+
+    Args:
+        logvar: (F, H, W) predicted log-variance.
+        quantile: the reference quantile of each frame's variances, in (0, 1).
+
+    Returns:
+        (F, H, W) float32 weights in (0, 1].
+    """
+    if logvar.ndim != 3 or logvar.is_complex():
+        raise ShapeError(f"logvar: expected a real (F, H, W) tensor, got {tuple(logvar.shape)}")
+    if not 0.0 < quantile < 1.0:
+        raise ShapeError(f"quantile: expected a value in (0, 1), got {quantile}")
+    lv = logvar.to(torch.float32)
+    ref = torch.quantile(lv.reshape(lv.shape[0], -1), quantile, dim=1)  # (F,)
+    return torch.exp(ref[:, None, None] - lv).clamp(max=1.0)
 
 
 # -- network ---------------------------------------------------------------------------
@@ -368,10 +445,14 @@ class SpeechPriorNet(nn.Module):
                     _Block(ch[level + 1] + ch[level], ch[level]), _Block(ch[level], ch[level])
                 )
             )
-        self.maps = nn.Conv2d(ch[0], config.rank + 1, 1)
-        with torch.no_grad():
+        n_maps = config.rank + 1
+        self.maps = nn.Conv2d(ch[0], config.n_heads * n_maps, 1)
+        with torch.no_grad():  # Delta starts at 0; the log-variance at a constant
             self.maps.weight[0].zero_()
             self.maps.bias[0] = 0.0
+            if config.uncertainty:
+                self.maps.weight[n_maps].zero_()
+                self.maps.bias[n_maps] = _LOGVAR_START
         self.audio_norm = nn.LayerNorm(config.embedding_dim)
         self.audio_conv = nn.Sequential(
             nn.Conv1d(config.embedding_dim, hid, 3, padding=1),
@@ -383,7 +464,7 @@ class SpeechPriorNet(nn.Module):
             nn.Linear(hid * config.context, hid),
             nn.GELU(),
             nn.Dropout(config.dropout),
-            nn.Linear(hid, config.rank),
+            nn.Linear(hid, config.n_heads * config.rank),
         )
         last = self.audio_mlp[-1]
         assert isinstance(last, nn.Linear)
@@ -412,7 +493,8 @@ class SpeechPriorNet(nn.Module):
             xbar_n: (U, H, W) float32 normalized time-averaged magnitudes.
 
         Returns:
-            (U, R + 1, H, W) float32.
+            (U, n_heads (R + 1), H, W) float32: Delta's maps, then (with ``uncertainty``)
+            the log-variance's.
         """
         self._check_image(xbar_n)
         x = xbar_n.unsqueeze(1)  # (U, 1, H, W)
@@ -431,7 +513,7 @@ class SpeechPriorNet(nn.Module):
         return self.maps(x)
 
     def encode_audio(self, context: Tensor) -> Tensor:
-        """The audio part: (B, T, E) embedding context -> (B, R) coefficients a(t).
+        """The audio part: (B, T, E) embedding context -> (B, n_heads R) coefficients a(t).
 
         With ``config.no_audio`` the context is multiplied by zero first, so a is a learned
         constant.
@@ -441,7 +523,7 @@ class SpeechPriorNet(nn.Module):
             context = context * 0.0
         h = self.audio_norm(context).transpose(1, 2)  # (B, E, T)
         h = self.audio_conv(h)  # (B, hid, T)
-        return self.audio_mlp(h.flatten(1))  # (B, R)
+        return self.audio_mlp(h.flatten(1))  # (B, n_heads R)
 
     @staticmethod
     def combine(maps: Tensor, coeffs: Tensor, speaker: Tensor | None = None) -> Tensor:
@@ -472,6 +554,35 @@ class SpeechPriorNet(nn.Module):
             out[rows] = torch.addmm(flat[u, 0], coeffs[rows], flat[u, 1:])  # (b, H*W)
         return out.reshape(n, h, w)
 
+    def heads(
+        self, maps: Tensor, coeffs: Tensor, speaker: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Delta and (with ``uncertainty``) the log-variance from maps and coefficients.
+
+        Args:
+            maps: :meth:`encode_image` output.
+            coeffs: :meth:`encode_audio` output.
+            speaker: see :meth:`combine`.
+
+        Returns:
+            ((B, H, W) Delta, (B, H, W) log-variance clamped to :data:`LOGVAR_RANGE`, or
+            None).
+        """
+        cfg = self.config
+        n_maps, rank = cfg.rank + 1, cfg.rank
+        delta = self.combine(maps[:, :n_maps], coeffs[:, :rank], speaker)
+        if not cfg.uncertainty:
+            return delta, None
+        logvar = self.combine(maps[:, n_maps : 2 * n_maps], coeffs[:, rank : 2 * rank], speaker)
+        return delta, logvar.clamp(*LOGVAR_RANGE)
+
+    def forward_full(
+        self, context: Tensor, xbar_n: Tensor, speaker: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Like :meth:`forward`, also returning the log-variance (None without
+        ``uncertainty``)."""
+        return self.heads(self.encode_image(xbar_n), self.encode_audio(context), speaker)
+
     def forward(self, context: Tensor, xbar_n: Tensor, speaker: Tensor | None = None) -> Tensor:
         """Predict each frame's deviation from its speaker's time-averaged image.
 
@@ -484,11 +595,13 @@ class SpeechPriorNet(nn.Module):
         Returns:
             (B, H, W) float32 Delta in the normalized magnitude domain.
         """
-        return self.combine(self.encode_image(xbar_n), self.encode_audio(context), speaker)
+        return self.forward_full(context, xbar_n, speaker)[0]
 
     @torch.no_grad()
-    def predict(self, context: Tensor, xbar_n: Tensor, *, batch_size: int = 256) -> Tensor:
-        """Delta for all frames of one speaker, without gradients.
+    def predict_full(
+        self, context: Tensor, xbar_n: Tensor, *, batch_size: int = 256
+    ) -> tuple[Tensor, Tensor | None]:
+        """Delta (and the log-variance, or None) for all frames of one speaker, no gradients.
 
         Args:
             context: (F, T, E) float32.
@@ -496,13 +609,20 @@ class SpeechPriorNet(nn.Module):
             batch_size: frames per batch.
 
         Returns:
-            (F, H, W) float32.
+            ((F, H, W) float32 Delta, (F, H, W) float32 log-variance or None).
         """
         if xbar_n.ndim != 2:
             raise ShapeError(f"x_bar: expected (H, W), got {tuple(xbar_n.shape)}")
         maps = self.encode_image(xbar_n.unsqueeze(0))
-        out = [
-            self.combine(maps, self.encode_audio(context[s : s + batch_size]))
+        parts = [
+            self.heads(maps, self.encode_audio(context[s : s + batch_size]))
             for s in range(0, context.shape[0], max(1, batch_size))
         ]
-        return torch.cat(out, dim=0)
+        delta = torch.cat([d for d, _ in parts], dim=0)
+        if not self.config.uncertainty:
+            return delta, None
+        return delta, torch.cat([v for _, v in parts if v is not None], dim=0)
+
+    def predict(self, context: Tensor, xbar_n: Tensor, *, batch_size: int = 256) -> Tensor:
+        """Delta for all frames of one speaker, without gradients: (F, H, W) float32."""
+        return self.predict_full(context, xbar_n, batch_size=batch_size)[0]

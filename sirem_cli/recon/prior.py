@@ -14,8 +14,9 @@ D_t the forward difference across frames. The prior term is a quadratic with Hes
     N' = A^H W A + mu M,      b' = A^H W y + mu M (s (.) p),
 
 and :func:`~sirem_cli.recon.solvers.pdhg_tv` solves it unchanged, one multiply-add per
-iteration more than temporal TV; its Lipschitz constant is ``L' = L + mu max(M)``. With
-``mu = 0`` the call *is* temporal TV (the same callable, b and L are passed through).
+iteration more than temporal TV; its Lipschitz constant is ``L' = L + mu max(M)``. The
+iteration starts at the scaled prior ``s (.) p`` (a warm start; optional). With ``mu = 0``
+the call *is* temporal TV (the same callable, b and L are passed through, zero start).
 
 The prior enters as in prior-image constrained compressed sensing (Chen, Tang, Leng 2008,
 "PICCS", Med. Phys. 35(2):660-663), here as a weighted quadratic rather than an l1 term so
@@ -29,10 +30,11 @@ Scales. ``mu`` is *relative*: the weight in the objective is ``mu_abs = mu * L``
 largest eigenvalue of ``A^H W A`` (the ``lipschitz`` argument), so mu is dimensionless and
 independent of how the k-space was scaled, like the baselines' relative lambdas (whose
 absolute weights are ``lam * max |A^H W y|``; the caller converts them, see
-:func:`sirem_cli.recon.baselines.solve`). The per-frame scale defaults to the complex
-least-squares fit of the prior to the frame's own data,
-``s_t = argmin_s ||W^(1/2)(A (s p_t) - y_t)||^2 = <p_t, b_t> / <p_t, N p_t>``
-(:func:`data_fit_scale`), so a prior known only up to a complex factor per frame (a
+:func:`sirem_cli.recon.baselines.solve`). The scale s is the complex least-squares fit of
+the prior to the data (:func:`data_fit_scale`): per frame,
+``s_t = argmin_s ||W^(1/2)(A (s p_t) - y_t)||^2 = <p_t, b_t> / <p_t, N p_t>``, or pooled
+over a window of frames or the whole utterance (the default: a 2-arm frame's own fit is
+noisy and makes the prior flicker), so a prior known only up to a complex factor (a
 magnitude from a network, the phase of the time-averaged image) costs nothing.
 """
 
@@ -103,18 +105,27 @@ def _frame_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.sum(a.conj() * b, dim=(-2, -1))
 
 
-def data_fit_scale(normal: NormalFn, b: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
-    """Per-frame complex least-squares scale of the prior to the data.
+def data_fit_scale(
+    normal: NormalFn, b: torch.Tensor, prior: torch.Tensor, *, window: int | None = 1
+) -> torch.Tensor:
+    """Complex least-squares scale of the prior to the data, per frame or over frames.
 
-    ``s_t = <A p_t, W y_t> / <A p_t, W A p_t> = <p_t, b_t> / <p_t, N p_t>``, the minimizer
-    of ``||W^(1/2)(A (s p_t) - y_t)||^2`` over complex s (N = A^H W A Hermitian PSD, so the
-    denominator is real and >= 0). A frame whose prior the data cannot see (zero
-    denominator) gets s = 0.
+    ``s = sum_t' <A p_t', W y_t'> / sum_t' <A p_t', W A p_t'>
+        = sum_t' <p_t', b_t'> / sum_t' <p_t', N p_t'>``
+
+    over the frames t' of a window centred on t: the minimizer over complex s of
+    ``sum_t' ||W^(1/2)(A (s p_t') - y_t')||^2`` (N = A^H W A is Hermitian PSD, so the
+    denominator is real and >= 0). ``window=1`` fits each frame alone; with two arms per
+    frame that estimate is noisy and makes the prior flicker, so a longer window (or
+    ``None``: one scale for the whole utterance) is usually better. A window whose prior
+    the data cannot see (zero denominator) gets s = 0.
 
     Args:
         normal: x (F, H, W) -> A^H W A x.
         b: (F, H, W) complex, A^H W y.
         prior: (F, H, W) complex prior frames p.
+        window: odd number of frames in the centred moving window (truncated at the ends),
+            or None for all frames.
 
     Returns:
         (F,) complex scale, the dtype of b.
@@ -123,9 +134,22 @@ def data_fit_scale(normal: NormalFn, b: torch.Tensor, prior: torch.Tensor) -> to
     _check_frames(prior, "prior")
     if prior.shape != b.shape:
         raise ShapeError(f"prior: expected shape {tuple(b.shape)}, got {tuple(prior.shape)}")
+    if window is not None and (window < 1 or window % 2 == 0):
+        raise ShapeError(f"window: expected an odd number of frames >= 1 or None, got {window}")
     prior = prior.to(b.dtype)
-    num = _frame_dot(prior, b)
-    den = _frame_dot(prior, normal(prior)).real
+    num = _frame_dot(prior, b)  # (F,)
+    den = _frame_dot(prior, normal(prior)).real  # (F,)
+    n_frames = b.shape[0]
+    if window is None:
+        num, den = num.sum().expand(n_frames), den.sum().expand(n_frames)
+    elif window > 1:
+        half = window // 2
+        pad_num = torch.cat([num.new_zeros(1), torch.cumsum(num, 0)])  # (F + 1,)
+        pad_den = torch.cat([den.new_zeros(1), torch.cumsum(den, 0)])
+        idx = torch.arange(n_frames, device=b.device)
+        lo = (idx - half).clamp_min(0)
+        hi = (idx + half + 1).clamp_max(n_frames)
+        num, den = pad_num[hi] - pad_num[lo], pad_den[hi] - pad_den[lo]
     ok = den > 0
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
 
@@ -168,6 +192,8 @@ def prior_solve(
     iters: int = 100,
     weight: torch.Tensor | None = None,
     scale: torch.Tensor | None = None,
+    scale_window: int | None = None,
+    warm_start: bool = True,
     balance: float = 1.0,
     data_const: float = 0.0,
     track_objective: bool = False,
@@ -192,8 +218,13 @@ def prior_solve(
         iters: iterations.
         weight: M, (H, W) or (F, H, W) real in [0, inf) (None: 1 everywhere); see
             :func:`prior_weight`.
-        scale: (F,) complex per-frame scale s (None: :func:`data_fit_scale`, one extra
-            normal-operator application).
+        scale: (F,) complex per-frame scale s (None: :func:`data_fit_scale` with
+            ``scale_window``, one extra normal-operator application).
+        scale_window: the window of the fitted scale (None: one scale for all frames; 1:
+            each frame alone).
+        warm_start: with mu > 0, start the iteration at the scaled prior ``s (.) p``
+            rather than at zero (at a fixed, small number of iterations this matters as
+            much as the prior term itself).
         balance: the solver's dual/primal step balance.
         data_const: ``1/2 ||W^(1/2) y||^2`` for the reported objective.
         track_objective: record the full objective (data + prior + TV) every iteration.
@@ -226,7 +257,10 @@ def prior_solve(
         raise ShapeError("weight: values must be finite and >= 0")
     prior = prior.to(device=b.device, dtype=b.dtype)
     if scale is None:
-        scale = data_fit_scale(normal, b, prior) if mu > 0 else torch.ones(n_frames, dtype=b.dtype)
+        if mu > 0:
+            scale = data_fit_scale(normal, b, prior, window=scale_window)
+        else:
+            scale = torch.ones(n_frames, dtype=b.dtype)
     scale = torch.as_tensor(scale).to(device=b.device, dtype=b.dtype).reshape(-1)
     if scale.shape[0] != n_frames:
         raise ShapeError(f"scale: expected {n_frames} values, got {scale.shape[0]}")
@@ -248,6 +282,7 @@ def prior_solve(
         data_const=const,
         track_objective=track_objective,
         progress=progress,
+        x0=target if (warm_start and mu_abs > 0) else None,
     )
     return PriorSolveResult(
         x=res.x,

@@ -64,6 +64,9 @@ class PriorTrainConfig(JsonConfig):
         weight_decay: AdamW weight decay.
         grad_clip: gradient norm bound (0: none).
         val_every: validate after every this many epochs (and after the last).
+        nll_weight: weight of the log-variance head's Gaussian negative log-likelihood
+            (models with ``uncertainty``; it sees the prior's residual detached, so it does
+            not change the mean).
         shift_px: augmentation: random translation up to this many pixels (0: off).
         zoom: augmentation: random isotropic scale in [1 - zoom, 1 + zoom].
         rotate_deg: augmentation: random rotation up to this many degrees.
@@ -81,6 +84,7 @@ class PriorTrainConfig(JsonConfig):
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     val_every: int = 1
+    nll_weight: float = 1.0
     shift_px: float = 0.0
     zoom: float = 0.0
     rotate_deg: float = 0.0
@@ -179,17 +183,10 @@ class PriorTrainResult:
     start_val_psnr: float
 
 
-def prior_magnitude(
-    data: PriorData,
-    delta: Tensor,
-    rows: Tensor,
-    xbar: Tensor | None = None,
-    weight: Tensor | None = None,
-) -> Tensor:
-    """``|x_bar|_n + w Delta`` for the given rows (B, H, W)."""
-    base = (data.xbar if xbar is None else xbar)[data.speaker[rows]]
-    w = data.weight if weight is None else weight
-    return base + (delta if w is None else w * delta)
+def _prior_magnitude(data: PriorData, delta: Tensor, rows: Tensor) -> Tensor:
+    """``|x_bar|_n + w Delta`` for the given rows: (B, H, W)."""
+    base = data.xbar[data.speaker[rows]]
+    return base + (delta if data.weight is None else data.weight * delta)
 
 
 def _weighted_mse(pred: Tensor, target: Tensor, loss_weight: Tensor | None) -> Tensor:
@@ -225,8 +222,8 @@ def evaluate_prior(
                 maps_cache[u] = model.encode_image(data.xbar[u : u + 1])
         maps = torch.cat([maps_cache[u] for u in uniq.tolist()], dim=0)
         local = torch.searchsorted(uniq, spk)
-        delta = model.combine(maps, model.encode_audio(data.contexts[rows]), local)
-        pred = prior_magnitude(data, delta, rows)
+        delta, _ = model.heads(maps, model.encode_audio(data.contexts[rows]), local)
+        pred = _prior_magnitude(data, delta, rows)
         target = data.targets[rows]
         err = (pred - target).square()
         lw = data.loss_weight
@@ -301,10 +298,18 @@ def _step_loss(
             weight = _warp(weight.expand(uniq.shape[0], 1, *size), theta)[:, 0][local]
         if loss_weight is not None:
             loss_weight = _warp(loss_weight.expand(uniq.shape[0], 1, *size), theta)[:, 0][local]
-    delta = model(data.contexts[rows], xbar, local)
+    delta, logvar = model.forward_full(data.contexts[rows], xbar, local)
     dev = delta if weight is None else weight * delta
     pred = xbar[local] + dev
-    return _weighted_mse(pred, targets, loss_weight)
+    loss = _weighted_mse(pred, targets, loss_weight)
+    if logvar is not None and config.nll_weight > 0:
+        loss = loss + config.nll_weight * gaussian_nll(pred.detach() - targets, logvar)
+    return loss
+
+
+def gaussian_nll(residual: Tensor, logvar: Tensor) -> Tensor:
+    """Mean Gaussian negative log-likelihood (up to constants): ``r^2 e^{-v} + v``, halved."""
+    return 0.5 * (residual.square() * torch.exp(-logvar) + logvar).mean()
 
 
 def train_prior(
