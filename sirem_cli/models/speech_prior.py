@@ -8,25 +8,32 @@ no annotation. The network therefore predicts only what audio can say, the devia
 frame t from x_bar::
 
     Delta_t = f_theta(h_[t-K..t+K], |x_bar|_n)                              (B, H, W)
-    p_t     = (|x_bar|_n + w (.) Delta_t) exp(i angle(x_bar))               (prior_frames)
+    p_t     = clip(|x_bar|_n + w (.) Delta_t, 0, c) exp(i angle(x_bar))     (prior_frames)
 
 with h the per-frame audio embedding sequence (any (F, E) sequence at the frame rate: log-mel
-frames from :func:`frame_log_mel`, or HuBERT states resampled with
+spectra centred on the frames from :func:`frame_log_mel`, standardized per utterance with
+:func:`standardize_embeddings`, or HuBERT states resampled to the frame centres with
 :func:`resample_embeddings`), a context of 2K + 1 frames around t (:func:`context_windows`;
 K = 8 at 83 frames/s is +-96 ms, the time scale of articulator motion), ``|x_bar|_n`` the
-magnitude of x_bar divided by its maximum (:func:`normalize_xbar`) and w an optional pixel
-map (the static explained-by-audio map, or 1). p_t then enters the data-consistent solve of
-:mod:`sirem_cli.recon.prior` with a per-frame complex scale fitted to the data.
+magnitude of x_bar divided by its maximum (:func:`normalize_xbar`), w an optional pixel map
+(1 by default) and c an optional bound (1: no pixel brighter than the brightest of x_bar).
+p_t then enters the data-consistent solve of :mod:`sirem_cli.recon.prior`, which fits a
+complex scale, starts at the scaled prior and weights it per pixel (M, e.g.
+:func:`precision_weight` of the network's predicted log-variance).
 
-Network (:class:`SpeechPriorNet`): a small U-Net reads ``|x_bar|_n`` (computed once per
-speaker: :meth:`SpeechPriorNet.encode_image`); its decoder is conditioned on the audio by
-feature-wise linear modulation, ``FiLM(F) = (1 + gamma(a)) F + beta(a)`` per channel
-(Perez, Strub, de Vries, Dumoulin, Courville 2018, "FiLM: Visual reasoning with a general
-conditioning layer", AAAI), with ``a`` a vector from a temporal convolution over the
-embedding context (:meth:`SpeechPriorNet.encode_audio`). Its last layer starts at zero, so the
-untrained network predicts Delta = 0 (p_t = x_bar). With ``no_audio`` (the ablation) the
-context is multiplied by zero before the audio path: the same network, whose modulation can
-only learn a constant, i.e. a speaker-adaptive but time-invariant correction of x_bar.
+Network (:class:`SpeechPriorNet`): a U-Net reads ``|x_bar|_n`` once per speaker and outputs
+a time-invariant map Phi_0 and R basis maps Phi_r; an audio path (temporal convolutions over
+the embedding context, then an MLP) outputs R coefficients a_r(t), and
+``Delta_t = Phi_0 + sum_r a_r(t) Phi_r``: feature-wise linear modulation (FiLM; Perez,
+Strub, de Vries, Dumoulin, Courville 2018, "FiLM: Visual reasoning with a general
+conditioning layer", AAAI) of the U-Net's last feature layer by the audio, i.e. a rank-R
+partially separable model of the frames (spatial factors from the speaker's anatomy,
+temporal factors from the speech; cf. Liang 2007 and the low-rank speech-MRI models of
+Lingala et al.). The output layers start at zero (Delta = 0: p_t = x_bar). With
+``uncertainty`` a second set of maps and coefficients predicts log sigma_t^2(r), trained by
+a Gaussian likelihood on the prior's residual. With ``no_audio`` (the ablation) the context
+is multiplied by zero before the audio path: the same network, whose coefficients can only
+learn constants, i.e. a speaker-adaptive but time-invariant correction of x_bar.
 
 This is the prior-image idea of PICCS (Chen, Tang, Leng 2008, Med. Phys. 35:660) with a
 learned, audio-driven prior image, reconstructed with the temporal finite-difference model
@@ -423,6 +430,10 @@ class SpeechPriorNet(nn.Module):
     coefficients) whose spatial factors come from x_bar and temporal factors from the audio;
     the per-frame cost is R multiply-adds per pixel, so training and inference run the
     U-Net once per speaker. Phi_0 and the coefficient layer start at zero (Delta = 0).
+
+    With ``config.uncertainty`` the 1x1 convolution and the MLP have a second set of R + 1
+    maps and R coefficients for the log-variance, ``log sigma_t^2 = Psi_0 + sum_r
+    c_r(t) Psi_r``, clamped to :data:`LOGVAR_RANGE` (start: a constant 1e-3).
 
     Args:
         config: the :class:`SpeechPriorConfig`.

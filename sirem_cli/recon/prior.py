@@ -19,9 +19,12 @@ iteration starts at the scaled prior ``s (.) p`` (a warm start; optional). With 
 the call *is* temporal TV (the same callable, b and L are passed through, zero start).
 
 The prior enters as in prior-image constrained compressed sensing (Chen, Tang, Leng 2008,
-"PICCS", Med. Phys. 35(2):660-663), here as a weighted quadratic rather than an l1 term so
-that the data term keeps the minimizer from drifting below the MRI-only solution where the
-prior is wrong; the temporal finite-difference regularizer is that of the USC real-time
+"PICCS", Med. Phys. 35(2):660-663), here as a weighted quadratic rather than an l1 term: a
+Gaussian prior image with per-pixel precision ``mu M`` (M from the prior network's predicted
+variance, :func:`sirem_cli.models.speech_prior.precision_weight`, or from a static map,
+:func:`prior_weight`), which keeps the problem "smooth + TV" for the existing solver; where
+the prior is wrong the data term still decides. The temporal finite-difference regularizer
+is that of the USC real-time
 speech reconstructions (Lingala et al. 2016, "Recommendations for real-time speech MRI",
 JMRI 43:28-44; Lingala et al. 2017, "A fast and flexible MRI system for the study of
 dynamic vocal tract shaping", MRM 77:112-125).
