@@ -391,6 +391,7 @@ def pdhg_tv(
     data_const: float = 0.0,
     track_objective: bool = False,
     progress: ProgressFn | None = None,
+    x0: torch.Tensor | None = None,
 ) -> SolverResult:
     """Condat-Vu primal-dual for ``f(x) + lam_s TV_iso(x) + lam_t ||D_t x||_1``.
 
@@ -414,12 +415,15 @@ def pdhg_tv(
         data_const: 1/2 ||W^(1/2) y||^2 for the reported objective.
         track_objective: evaluate the objective after every iteration.
         progress: called with the iteration number after each iteration.
+        x0: (F, H, W) starting point (None: zeros); the dual variables start at zero.
 
     Returns:
         :class:`SolverResult`.
     """
     if b.ndim != 3 or not b.is_complex():
         raise ShapeError(f"b: expected a complex (F, H, W) tensor, got {tuple(b.shape)} {b.dtype}")
+    if x0 is not None and tuple(x0.shape) != tuple(b.shape):
+        raise ShapeError(f"x0: expected shape {tuple(b.shape)}, got {tuple(x0.shape)}")
     if lam_spatial < 0 or lam_time < 0 or lam_spatial + lam_time <= 0:
         raise ShapeError("pdhg_tv: needs lam_spatial >= 0, lam_time >= 0, and one of them > 0")
     n_frames = b.shape[0]
@@ -430,7 +434,7 @@ def pdhg_tv(
         norm_k2 = 4.0
     sigma = balance * lipschitz / 2 / norm_k2
     tau = 0.99 / (lipschitz / 2 + sigma * norm_k2)
-    x = torch.zeros_like(b)
+    x = torch.zeros_like(b) if x0 is None else x0.to(device=b.device, dtype=b.dtype).clone()
     u_s = torch.zeros((2, *b.shape), dtype=b.dtype, device=b.device) if use_s else None
     u_t = (
         torch.zeros((n_frames - 1, *b.shape[1:]), dtype=b.dtype, device=b.device) if use_t else None
