@@ -103,6 +103,16 @@ def set_json(ctx: typer.Context, value: bool) -> bool:
     return value
 
 
+def given_options(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
+    """The options among ``names`` (parameter names) that the command line set, as flags."""
+    given = []
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name != "DEFAULT":
+            given.append("--" + name.replace("_", "-"))
+    return given
+
+
 def fail(message: str) -> typer.Exit:
     """Print one error line (even with ``--quiet``) and return the Exit to raise."""
     _errors.print(Text.assemble(("error: ", "bold red"), message))

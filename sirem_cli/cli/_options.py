@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from sirem_cli.cli._common import set_json, set_quiet
-from sirem_cli.models.registry import ARM_SELECTIONS, ENCODERS, FUSION_MAPS, FUSIONS
+from sirem_cli.models.registry import ARM_SELECTIONS, ENCODERS, FUSION_MAPS, FUSIONS, MODELS
 from sirem_cli.recon.registry import BASELINES
 
 
@@ -42,6 +42,7 @@ EncoderName = choice_enum("EncoderName", ENCODERS)
 FusionMap = choice_enum("FusionMap", FUSION_MAPS)
 Fusion = choice_enum("Fusion", FUSIONS)
 ArmSelection = choice_enum("ArmSelection", ARM_SELECTIONS)
+ModelKind = choice_enum("ModelKind", MODELS)
 
 
 OUTPUT_PANEL = "Output (for scripts)"

@@ -10,6 +10,7 @@ from sirem_cli.cli._common import (
     cli_errors,
     emit,
     fail,
+    given_options,
     notice,
     out,
     stage_progress,
@@ -18,8 +19,14 @@ from sirem_cli.cli._common import (
 )
 from sirem_cli.cli._options import JsonOutput, Quiet
 
+PRIOR_PANEL = "Speech prior checkpoints (sirem train --model prior)"
+#: Options that only a speech-prior checkpoint takes, and only a paper-model one.
+PRIOR_ONLY = ("mu", "lam", "lam_spatial", "iters", "window", "overlap")
+FUSION_ONLY = ("batch", "branch", "hubert", "bf16", "no_cache")
+
 
 def reconstruct(
+    ctx: typer.Context,
     paths: list[Path] = typer.Argument(
         ...,
         metavar="PREPARED... OUT.h5",
@@ -38,13 +45,55 @@ def reconstruct(
         False, "--no-cache", help="Neither read nor write the embedding cache (see README)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT.h5."),
+    mu: float = typer.Option(
+        None, "--mu", rich_help_panel=PRIOR_PANEL, help="Prior weight (default: the checkpoint's)."
+    ),
+    lam: float = typer.Option(
+        None,
+        "--lam",
+        rich_help_panel=PRIOR_PANEL,
+        help="Temporal TV weight, relative (default: the checkpoint's).",
+    ),
+    lam_spatial: float = typer.Option(
+        None,
+        "--lam-spatial",
+        rich_help_panel=PRIOR_PANEL,
+        help="Spatial TV weight, relative (default: the checkpoint's).",
+    ),
+    iters: int = typer.Option(
+        None, "--iters", rich_help_panel=PRIOR_PANEL, help="Iterations (default: the checkpoint's)."
+    ),
+    window: int = typer.Option(
+        512, "--window", rich_help_panel=PRIOR_PANEL, help="Frames solved at once (memory bound)."
+    ),
+    overlap: int = typer.Option(
+        32, "--overlap", rich_help_panel=PRIOR_PANEL, help="Frames shared by consecutive windows."
+    ),
     quiet: Quiet = False,
     json_output: JsonOutput = False,
 ) -> None:
-    """Reconstruct with SIREM; embeddings missing from the user's cache are computed and cached."""
+    """Reconstruct with a checkpoint of sirem train: the paper's SIREM (embeddings missing from
+    the user's cache are computed and cached) or the speech prior (a data-consistent solve)."""
     if len(paths) < 2:
         raise fail("give at least one PREPARED file and the OUT.h5 to write")
     *inputs, out_file = paths
+    with cli_errors():
+        from sirem_cli.api.prior import PRIOR_CHECKPOINT_KIND
+        from sirem_cli.training.checkpoint import checkpoint_kind
+
+        kind = checkpoint_kind(ckpt)
+    if kind == PRIOR_CHECKPOINT_KIND:
+        wrong = given_options(ctx, FUSION_ONLY)
+        if wrong:
+            raise fail(f"{ckpt}: a speech-prior checkpoint does not take {', '.join(wrong)}")
+        _reconstruct_prior(
+            ckpt, inputs, out_file, split, device, mu, lam, lam_spatial, iters, window,
+            overlap, overwrite,
+        )  # fmt: skip
+        return
+    wrong = given_options(ctx, PRIOR_ONLY)
+    if wrong:
+        raise fail(f"{', '.join(wrong)}: options of speech-prior checkpoints; {ckpt} is not one")
     with cli_errors():
         from sirem_cli.api.audio import ModelRunConfig
         from sirem_cli.api.reconstruct import run_reconstruct
@@ -82,6 +131,70 @@ def reconstruct(
             "rows": [
                 {"utterance": p, "frames": n, "ms_per_frame": e2e, "ms_per_frame_cached": c}
                 for p, n, e2e, c in result.rows
+            ],
+        },
+    )
+
+
+def _reconstruct_prior(
+    ckpt: Path,
+    inputs: list[Path],
+    out_file: Path,
+    split: str,
+    device: str,
+    mu: float | None,
+    lam: float | None,
+    lam_spatial: float | None,
+    iters: int | None,
+    window: int,
+    overlap: int,
+    overwrite: bool,
+) -> None:
+    with cli_errors():
+        from sirem_cli.api.prior import run_reconstruct_prior
+
+        with stage_progress("reconstruct") as report:
+            result = run_reconstruct_prior(
+                ckpt,
+                inputs,
+                out_file,
+                split=split,
+                device=device,
+                mu=mu,
+                lam_time=lam,
+                lam_spatial=lam_spatial,
+                iters=iters,
+                window=window,
+                overlap=overlap,
+                overwrite=overwrite,
+                progress=report,
+            )
+    if result.notice:
+        notice(result.notice)
+    for line in result.warnings:
+        warn(line)
+    w = result.weights
+    out.print(
+        table(
+            f"sirem reconstruct ({result.method}: mu {w.mu:g}, lam_t {w.lam_time:.4g}, "
+            f"lam_s {w.lam_spatial:.4g}, {w.iters} iterations) -> {result.out}",
+            ["utterance", "frames", "ms/frame", "prior network ms/frame"],
+            [[p, n, f"{ms:.2f}", f"{net:.2f}"] for p, n, ms, net in result.rows],
+        )
+    )
+    emit(
+        "reconstruct",
+        {
+            "out": result.out,
+            "method": result.method,
+            "backend": result.backend,
+            "mu": w.mu,
+            "lam_time": w.lam_time,
+            "lam_spatial": w.lam_spatial,
+            "iters": w.iters,
+            "rows": [
+                {"utterance": p, "frames": n, "ms_per_frame": ms, "prior_ms_per_frame": net}
+                for p, n, ms, net in result.rows
             ],
         },
     )

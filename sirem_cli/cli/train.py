@@ -6,22 +6,44 @@ from pathlib import Path
 
 import typer
 
-from sirem_cli.cli._common import cli_errors, emit, notice, out, progress, table
+from sirem_cli.cli._common import (
+    cli_errors,
+    emit,
+    fail,
+    given_options,
+    notice,
+    out,
+    progress,
+    table,
+)
 from sirem_cli.cli._options import (
     ArmSelection,
     EncoderName,
     Fusion,
     FusionMap,
     JsonOutput,
+    ModelKind,
     Quiet,
     choices_help,
 )
-from sirem_cli.models.registry import ARM_SELECTIONS, ENCODERS, FUSION_MAPS, FUSIONS
+from sirem_cli.models.registry import ARM_SELECTIONS, ENCODERS, FUSION_MAPS, FUSIONS, MODELS
+
+PRIOR_PANEL = "Speech prior (--model prior)"
+#: Options of the paper model that --model prior does not take, and the reverse.
+FUSION_ONLY = (
+    "encoder", "hubert", "bf16", "arm_lr", "weight_decay", "val_every", "budget", "eba",
+    "fusion", "arm_select", "resume", "no_cache",
+)  # fmt: skip
+PRIOR_ONLY = ("frames_per_epoch", "iters", "tune", "tune_frames", "mu", "lam", "lam_spatial")
 
 
 def train(
+    ctx: typer.Context,
     prepared: list[Path] = typer.Argument(
         ..., metavar="PREPARED.h5...", help="Prepared file(s), one dataset."
+    ),
+    model: ModelKind = typer.Option(
+        "fusion", "--model", help=choices_help("What to train.", MODELS)
     ),
     out_file: Path = typer.Option(
         None, "--out", "-o", help="Checkpoint (default: next to the first input)."
@@ -36,8 +58,12 @@ def train(
         False, "--bf16", help="bfloat16 autocast for HuBERT (CPUs with BF16)."
     ),
     epochs: int = typer.Option(20, "--epochs"),
-    batch_size: int = typer.Option(8, "--batch-size"),
-    lr: float = typer.Option(1e-4, "--lr"),
+    batch_size: int = typer.Option(
+        None, "--batch-size", help="Frames per step (default: 8 for fusion, 64 for prior)."
+    ),
+    lr: float = typer.Option(
+        None, "--lr", help="Learning rate (default: 1e-4 for fusion, 1e-3 for prior)."
+    ),
     arm_lr: float = typer.Option(
         0.05,
         "--arm-lr",
@@ -60,7 +86,12 @@ def train(
     arm_select: ArmSelection = typer.Option(
         "soft", "--arm-select", help=choices_help("Arm selection.", ARM_SELECTIONS)
     ),
-    target: str = typer.Option("reference", "--target", help="Training target: reference | truth."),
+    target: str = typer.Option(
+        None,
+        "--target",
+        help="Training target: reference | truth | auto (the truth where the files have it). "
+        "Default: reference for fusion, auto for prior.",
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>.resume.pt."),
@@ -70,10 +101,69 @@ def train(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing checkpoint, its resume file and logs."
     ),
+    frames_per_epoch: int = typer.Option(
+        3000,
+        "--frames-per-epoch",
+        rich_help_panel=PRIOR_PANEL,
+        help="Training frames drawn per epoch (0: all).",
+    ),
+    iters: int = typer.Option(
+        60,
+        "--iters",
+        rich_help_panel=PRIOR_PANEL,
+        help="Iterations of the data-consistent solve (tuning, and reconstruct's default).",
+    ),
+    tune: bool = typer.Option(
+        True,
+        "--tune/--no-tune",
+        rich_help_panel=PRIOR_PANEL,
+        help="Choose mu and the TV weights on the validation speakers (else --mu, --lam, "
+        "--lam-spatial or their defaults 0.1, ttv's default, 0).",
+    ),
+    tune_frames: int = typer.Option(
+        64,
+        "--tune-frames",
+        rich_help_panel=PRIOR_PANEL,
+        help="Consecutive middle frames of each validation utterance used to tune.",
+    ),
+    mu: float = typer.Option(
+        None,
+        "--mu",
+        rich_help_panel=PRIOR_PANEL,
+        help="Prior weight, relative to the data term's largest eigenvalue (fixed, not tuned).",
+    ),
+    lam: float = typer.Option(
+        None,
+        "--lam",
+        rich_help_panel=PRIOR_PANEL,
+        help="Temporal TV weight, relative as in sirem baseline --method ttv (fixed).",
+    ),
+    lam_spatial: float = typer.Option(
+        None,
+        "--lam-spatial",
+        rich_help_panel=PRIOR_PANEL,
+        help="Spatial TV weight, relative (fixed).",
+    ),
     quiet: Quiet = False,
     json_output: JsonOutput = False,
 ) -> None:
-    """Train SIREM: frozen-encoder embeddings are cached once; only the decoder and arm logits learn."""
+    """Train SIREM (--model fusion: frozen-encoder embeddings are cached once; only the decoder
+    and arm logits learn) or the speech prior (--model prior: see README, "The speech prior")."""
+    if model.value == "prior":
+        wrong = given_options(ctx, FUSION_ONLY)
+        if wrong:
+            raise fail(f"{', '.join(wrong)}: options of --model fusion, not --model prior")
+        _train_prior(
+            prepared, out_file, epochs, batch_size, lr, no_audio, target, seed, device,
+            overwrite, frames_per_epoch, iters, tune, tune_frames, mu, lam, lam_spatial,
+        )  # fmt: skip
+        return
+    wrong = given_options(ctx, PRIOR_ONLY)
+    if wrong:
+        raise fail(f"{', '.join(wrong)}: options of --model prior (the speech prior)")
+    batch_size = 8 if batch_size is None else batch_size
+    lr = 1e-4 if lr is None else lr
+    target = "reference" if target is None else target
     with cli_errors():
         from sirem_cli.api.audio import ModelRunConfig
         from sirem_cli.api.train import run_train
@@ -195,5 +285,127 @@ def train(
             "val_frames": result.n_val,
             "seconds": result.seconds,
             "epochs": result.records,
+        },
+    )
+
+
+def _train_prior(
+    prepared: list[Path],
+    out_file: Path | None,
+    epochs: int,
+    batch_size: int | None,
+    lr: float | None,
+    no_audio: bool,
+    target: str | None,
+    seed: int,
+    device: str,
+    overwrite: bool,
+    frames_per_epoch: int,
+    iters: int,
+    tune: bool,
+    tune_frames: int,
+    mu: float | None,
+    lam: float | None,
+    lam_spatial: float | None,
+) -> None:
+    with cli_errors():
+        from sirem_cli.api.prior import PriorOptions, run_train_prior
+
+        options = PriorOptions(
+            epochs=epochs,
+            batch_size=64 if batch_size is None else batch_size,
+            frames_per_epoch=frames_per_epoch,
+            lr=1e-3 if lr is None else lr,
+            no_audio=no_audio,
+            target="auto" if target is None else target,
+            seed=seed,
+            iters=iters,
+            tune=tune,
+            tune_frames=tune_frames,
+            mu=mu,
+            lam_time=lam,
+            lam_spatial=lam_spatial,
+            device=device,
+        )
+        with progress() as bar:
+            stage = bar.add_task("features", total=None, info="")
+            epoch_task = None
+
+            def report(name: str, done: int, total: int) -> None:
+                bar.update(stage, description=name, completed=done, total=total)
+
+            def epoch_done(epoch: int, n_epochs: int, loss: float, val: float | None) -> None:
+                nonlocal epoch_task
+                if epoch_task is None:
+                    epoch_task = bar.add_task("train", total=n_epochs, info="")
+                info = f"loss {loss:.5f}" + ("" if val is None else f" val PSNR {val:.2f} dB")
+                bar.update(epoch_task, completed=epoch, info=info)
+
+            result = run_train_prior(
+                prepared,
+                out_file,
+                options,
+                overwrite=overwrite,
+                progress=report,
+                epoch_progress=epoch_done,
+            )
+    rows = [
+        [
+            e["epoch"],
+            f"{e['train_loss']:.5f}",
+            f"{e['val_psnr']:.2f}" if e.get("val_psnr") is not None else "-",
+            f"{e['seconds']:.1f}",
+        ]
+        for e in result.log
+    ]
+    out.print(
+        table(
+            f"sirem train --model prior -> {result.checkpoint} ({result.n_train} train / "
+            f"{result.n_val} val frames, target {result.target})",
+            ["epoch", "loss", "val prior PSNR dB", "s"],
+            rows,
+        )
+    )
+    out.print(
+        f"best epoch {result.best_epoch}: the prior alone scores {result.best_val_psnr:.2f} dB "
+        f"on validation (x_bar alone {result.start_val_psnr:.2f} dB)"
+    )
+    if result.scores:
+        out.print(
+            table(
+                "solve weights on the validation speakers (mean PSNR of the "
+                f"data-consistent reconstruction, {result.weights.iters} iterations)",
+                ["mu", "lam_t", "lam_s", "PSNR dB"],
+                [
+                    [f"{s['mu']:g}", f"{s['lam_time']:.4g}", f"{s['lam_spatial']:.4g}",
+                     f"{s['psnr']:.2f}"]
+                    for s in result.scores
+                ],
+            )
+        )  # fmt: skip
+    w = result.weights
+    out.print(
+        f"stored: mu {w.mu:g}, lam_t {w.lam_time:.4g}, lam_s {w.lam_spatial:.4g}, {w.iters} "
+        f"iterations (ttv's own: lam {result.ttv[0]:.4g}, lam_spatial {result.ttv[1]:.4g})"
+    )
+    emit(
+        "train",
+        {
+            "model": "prior",
+            "checkpoint": result.checkpoint,
+            "best_epoch": result.best_epoch,
+            "best_val_psnr": result.best_val_psnr,
+            "target": result.target,
+            "mu": w.mu,
+            "lam_time": w.lam_time,
+            "lam_spatial": w.lam_spatial,
+            "iters": w.iters,
+            "ttv_lam": result.ttv[0],
+            "ttv_lam_spatial": result.ttv[1],
+            "tune_scores": result.scores,
+            "train_frames": result.n_train,
+            "val_frames": result.n_val,
+            "seconds": result.seconds,
+            "epochs": result.log,
         },
     )

@@ -102,6 +102,13 @@ FUSION_MAPS: dict[str, str] = {
 }
 
 #: How the paper model combines its branches (``--fusion``): name -> description.
+#: The models ``sirem train --model`` trains: name -> description.
+MODELS: dict[str, str] = {
+    "fusion": "the paper's SIREM: audio decoder fused with the learned-arm MRI branch",
+    "prior": "speech-informed prior inside a data-consistent temporal-TV reconstruction "
+    "(log-mel audio at the frame centres plus the utterance's time-averaged image)",
+}
+
 FUSIONS: dict[str, str] = {
     "convex": "x = w x_a + (1 - w) x_m with w from --eba (the paper, eq. 3)",
     "residual": "x = x_m + w (x_a - x_m), w a learned map starting at 0, trained on the MSE "

@@ -207,6 +207,21 @@ def safe_torch_load(path: Path) -> Any:
         raise FormatError(describe_load_error(path, exc, what="sirem checkpoint")) from exc
 
 
+def checkpoint_kind(path: Path) -> str:
+    """The ``format`` a checkpoint file declares (``sirem-checkpoint`` for the paper model,
+    ``sirem-speech-prior`` for the speech prior); loads it with ``weights_only=True``.
+
+    Raises:
+        InputError, FormatError: as :func:`safe_torch_load`; FormatError for a file that
+            declares no format.
+    """
+    payload = safe_torch_load(Path(path))
+    kind = payload.get("format") if isinstance(payload, dict) else None
+    if not isinstance(kind, str):
+        raise FormatError(f"{path}: not a sirem checkpoint (no format)")
+    return kind
+
+
 def read_checkpoint(
     path: Path,
     *,

@@ -1,0 +1,693 @@
+"""The speech-informed prior: ``sirem train --model prior`` and ``sirem reconstruct`` with it.
+
+Training (:func:`run_train_prior`) fits a :class:`~sirem_cli.models.speech_prior.SpeechPriorNet`
+on the training speakers: from log-mel spectra centred on the frames (2K + 1 frames of
+context, about +-100 ms at 2-arm frames) and the utterance's time-averaged image x_bar it
+predicts each frame's deviation from x_bar, against the truth where the files have it
+(``--target auto``). It then chooses the weights of the data-consistent solve on the
+validation speakers: first temporal TV's own (lam_t, lam_s), as ``sirem baseline --method ttv
+--lam auto`` does, then the prior weight mu with the TV weights at 1 or 2/3 of those, by the
+mean per-frame PSNR that ``sirem evaluate`` reports. Everything is stored in the checkpoint.
+
+Reconstruction (:func:`run_reconstruct_prior`) solves, per utterance in overlapping windows,
+
+    x = argmin 1/2 ||W^(1/2)(A x - y)||^2 + mu/2 ||M^(1/2)(x - s p)||^2 + lam_s TV(x)
+        + lam_t ||D_t x||_1
+
+(:func:`sirem_cli.recon.prior.prior_solve` on the Toeplitz normal operator of the frames' own
+interleaves), with p the predicted prior frames, M the precision weight of the network's
+predicted variance and s one complex scale per window fitted to the data. mu = 0 is exactly
+``ttv``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sirem_cli.api.audio import StageFn
+from sirem_cli.api.baseline import (
+    BaselineConfig,
+    choose_lambda,
+    reconstruct_utterance,
+    tuning_target,
+)
+from sirem_cli.api.common import backend_info
+from sirem_cli.errors import InputError
+from sirem_cli.imaging import normalize_magnitude
+from sirem_cli.io.checks import check_device_option, check_finite_arrays
+from sirem_cli.io.estimates import recon_bytes
+from sirem_cli.io.output import check_output, claim_outputs
+from sirem_cli.io.prepared import PreparedSet, ReconWriter, UtteranceRef
+from sirem_cli.io.schema import RECON_FORMAT
+from sirem_cli.metrics.image import psnr
+from sirem_cli.training.prior import PRIOR_CHECKPOINT_FORMAT
+
+#: Method names written into reconstruction files.
+PRIOR_METHOD = "speech-prior"
+#: The ``format`` of speech-prior checkpoints.
+PRIOR_CHECKPOINT_KIND = PRIOR_CHECKPOINT_FORMAT
+#: Prior weights mu tried on the validation speakers (relative to L, the data term's).
+MU_GRID = (0.03, 0.1, 0.3, 1.0)
+#: mu without tuning.
+DEFAULT_MU = 0.1
+#: Factors of temporal TV's own (lam_t, lam_s) tried with the prior.
+TV_FACTORS = (1.0, 2.0 / 3.0)
+#: Reference quantile of each frame's predicted variance for the precision weight.
+PRECISION_QUANTILE = 0.05
+#: Pixel weights of the training loss: 1 + LOSS_BOOST * (mean explained-by-audio map).
+LOSS_BOOST = 4.0
+
+
+@dataclass(frozen=True)
+class PriorOptions:
+    """Options of ``sirem train --model prior``; stored in the checkpoint.
+
+    Attributes:
+        epochs: passes over ``frames_per_epoch`` training frames.
+        batch_size: frames per step.
+        frames_per_epoch: frames drawn per epoch (0: all).
+        lr: AdamW learning rate (cosine to 1e-5).
+        no_audio: the ablation: the same network with the audio zeroed.
+        target: ``auto`` (truth where the files have it), ``truth`` or ``reference``.
+        seed: initialization, batch order and augmentation.
+        n_mels: mel bands of the audio features.
+        half_context: K, frames of audio context on each side.
+        rank: R, audio-modulated basis maps of the network.
+        iters: iterations of the data-consistent solve (tuning and reconstruction).
+        tune: choose the weights on the validation speakers: temporal TV's own (lam_t, lam_s)
+            unless both are given, then mu (unless given) with the TV weights at
+            :data:`TV_FACTORS` of those. Without it: the values below or their defaults
+            (mu 0.1, ttv's default lam, no spatial TV).
+        tune_frames: consecutive middle frames of each validation utterance used to tune.
+        mu, lam_time, lam_spatial: fixed solve weights (None: tuned, or defaults).
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    epochs: int = 20
+    batch_size: int = 64
+    frames_per_epoch: int = 3000
+    lr: float = 1e-3
+    no_audio: bool = False
+    target: str = "auto"
+    seed: int = 0
+    n_mels: int = 40
+    half_context: int = 8
+    rank: int = 24
+    iters: int = 60
+    tune: bool = True
+    tune_frames: int = 64
+    mu: float | None = None
+    lam_time: float | None = None
+    lam_spatial: float | None = None
+    device: str = "auto"
+
+    def validate(self) -> None:
+        """Raise InputError naming the first bad option."""
+        if self.epochs < 0:
+            raise InputError(
+                f"--epochs must be >= 0 (0: the prior is x_bar itself), got {self.epochs}"
+            )
+        for flag, value in (
+            ("--batch-size", self.batch_size),
+            ("--iters", self.iters),
+            ("--n-mels", self.n_mels),
+        ):
+            if value < 1:
+                raise InputError(f"{flag} must be >= 1, got {value}")
+        if self.frames_per_epoch < 0 or self.half_context < 0:
+            raise InputError("--frames-per-epoch and the audio context must be >= 0")
+        if self.tune_frames < 2:
+            raise InputError(f"--tune-frames must be >= 2, got {self.tune_frames}")
+        if self.target not in ("auto", "truth", "reference"):
+            raise InputError(f"--target must be auto, truth or reference, got {self.target!r}")
+        check_solve_weights(self.mu, self.lam_time, self.lam_spatial)
+        check_device_option(self.device)
+
+
+def check_solve_weights(
+    mu: float | None, lam_time: float | None, lam_spatial: float | None
+) -> None:
+    """Raise InputError for a weight that is not a finite number >= 0 (lam_t > 0)."""
+    for flag, value in (("--mu", mu), ("--lam-spatial", lam_spatial)):
+        if value is not None and not (np.isfinite(value) and value >= 0):
+            raise InputError(f"{flag} must be a number >= 0, got {value}")
+    if lam_time is not None and not (np.isfinite(lam_time) and lam_time > 0):
+        raise InputError(f"--lam must be a positive number, got {lam_time}")
+
+
+@dataclass(frozen=True)
+class SolveWeights:
+    """The weights of the data-consistent solve (relative, as ``sirem baseline``'s)."""
+
+    mu: float
+    lam_time: float
+    lam_spatial: float
+    iters: int
+
+
+# -- features ---------------------------------------------------------------------------------
+def utterance_inputs(ref: UtteranceRef, n_mels: int, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """The network's inputs of one utterance: ((F, 2K + 1, n_mels) contexts, (H, W) x_bar).
+
+    The features are log-mel spectra of 25 ms windows centred on the frames (``frame_time``),
+    standardized per utterance (so that loudness and recording gain do not matter).
+
+    Raises:
+        InputError: a prepared file without x_bar (format version 1).
+    """
+    from sirem_cli.models.speech_prior import (
+        context_windows,
+        frame_log_mel,
+        standardize_embeddings,
+    )
+
+    data = PreparedSet.read(ref, ["audio", "frame_time", "xbar"])
+    if "xbar" not in data:
+        raise InputError(
+            f"{ref.path}: {ref.prefix} has no time-averaged image xbar (a format-version-"
+            f"{ref.version} file): prepare the corpus again with this sirem for the speech prior"
+        )
+    check_finite_arrays(ref.path, ref.prefix, data, ["audio", "frame_time", "xbar"])
+    rate = int(data["attrs"]["sample_rate_hz"])
+    mel = frame_log_mel(data["audio"], rate, data["frame_time"], n_mels=n_mels)
+    return context_windows(standardize_embeddings(mel), half), data["xbar"]
+
+
+def static_map(refs: Sequence[UtteranceRef]) -> np.ndarray | None:
+    """Mean explained-by-audio map of the utterances, max 1 (None where one has no maps)."""
+    maps = []
+    for ref in refs:
+        data = PreparedSet.read(ref, ["eba"])
+        if "eba" not in data:
+            return None
+        maps.append(data["eba"].mean(axis=0))
+    mean = np.mean(maps, axis=0)
+    peak = float(mean.max())
+    return (mean / peak).astype(np.float32) if peak > 0 else None
+
+
+def prior_data(
+    refs: Sequence[UtteranceRef],
+    target: str,
+    options: PriorOptions,
+    loss_weight: np.ndarray | None,
+    progress: StageFn | None = None,
+    stage: str = "features",
+) -> Any:
+    """:class:`~sirem_cli.training.prior.PriorData` of the utterances (all frames)."""
+    from sirem_cli.models.speech_prior import normalize_xbar
+    from sirem_cli.training.prior import PriorData
+
+    contexts, xbars, speaker, targets = [], [], [], []
+    for i, ref in enumerate(refs):
+        if progress is not None:
+            progress(stage, i, len(refs))
+        ctx, xbar = utterance_inputs(ref, options.n_mels, options.half_context)
+        frames = PreparedSet.read(ref, [target])[target]
+        contexts.append(ctx)
+        xbars.append(normalize_xbar(xbar)[0])
+        speaker.append(np.full(len(ctx), i))
+        targets.append(normalize_magnitude(frames))
+    if progress is not None:
+        progress(stage, len(refs), len(refs))
+    return PriorData(
+        np.concatenate(contexts),
+        np.stack(xbars),
+        np.concatenate(speaker),
+        np.concatenate(targets),
+        None,
+        None if loss_weight is None else 1.0 + LOSS_BOOST * loss_weight,
+    )
+
+
+# -- the prior of one utterance ------------------------------------------------------------
+@dataclass
+class UtterancePrior:
+    """The predicted prior frames of one utterance, formed window by window.
+
+    Attributes:
+        model: the network (eval mode).
+        contexts: (F, T, E) its audio contexts.
+        xbar: (H, W) complex x_bar.
+        weight: (H, W) map w of ``p = |x_bar|_n + w Delta`` (None: 1).
+        net_seconds: time spent in the network so far.
+    """
+
+    model: Any
+    contexts: np.ndarray
+    xbar: np.ndarray
+    weight: Any = None
+    net_seconds: float = 0.0
+
+    def __call__(self, frames: slice) -> tuple[Any, Any]:
+        """(prior (F', H, W) complex, precision weight M (F', H, W) or None) of ``frames``."""
+        import torch
+
+        from sirem_cli.models.speech_prior import normalize_xbar, precision_weight, prior_frames
+
+        t0 = time.perf_counter()
+        xbar = torch.as_tensor(self.xbar)
+        ctx = torch.as_tensor(self.contexts[frames], dtype=torch.float32)
+        delta, logvar = self.model.predict_full(ctx, torch.as_tensor(normalize_xbar(self.xbar)[0]))
+        prior = prior_frames(xbar, delta, self.weight, clamp_max=1.0)
+        weight = None if logvar is None else precision_weight(logvar, PRECISION_QUANTILE)
+        self.net_seconds += time.perf_counter() - t0
+        return prior, weight
+
+
+def solve_utterance(
+    ref: UtteranceRef,
+    prior: UtterancePrior | None,
+    weights: SolveWeights,
+    device: str,
+    *,
+    window: int = 512,
+    overlap: int = 32,
+    frames: slice | None = None,
+) -> np.ndarray:
+    """The data-consistent reconstruction of one utterance (or a block of its frames).
+
+    ``prior=None`` (or mu = 0) is ``sirem baseline --method ttv`` with the same weights.
+
+    Returns:
+        (F, H, W) float32 magnitudes in [0, 1] per frame.
+    """
+    config = BaselineConfig(method="ttv", iters=weights.iters, window=window, overlap=overlap)
+    return reconstruct_utterance(
+        ref,
+        config,
+        weights.lam_time,
+        weights.lam_spatial,
+        device,
+        frames=frames,
+        prior=None if prior is None or weights.mu == 0 else prior,
+        mu=weights.mu,
+    )
+
+
+# -- training -------------------------------------------------------------------------------
+@dataclass
+class PriorTrainRunResult:
+    """What :func:`run_train_prior` wrote and measured."""
+
+    checkpoint: Path
+    log: list[dict[str, Any]]
+    best_epoch: int
+    best_val_psnr: float
+    start_val_psnr: float
+    weights: SolveWeights
+    ttv: tuple[float, float]
+    scores: list[dict[str, Any]] = field(default_factory=list)
+    n_train: int = 0
+    n_val: int = 0
+    seconds: float = 0.0
+    target: str = "truth"
+    notes: list[str] = field(default_factory=list)
+
+
+def default_prior_path(prepared: Sequence[Path], no_audio: bool) -> Path:
+    """``<first input stem>.prior[-no-audio].pt`` next to the first prepared file."""
+    first = Path(prepared[0])
+    return first.with_name(f"{first.stem}.prior{'-no-audio' if no_audio else ''}.pt")
+
+
+def run_train_prior(
+    prepared: Sequence[Path],
+    out: Path | None,
+    options: PriorOptions,
+    *,
+    overwrite: bool = False,
+    progress: StageFn | None = None,
+    epoch_progress: Callable[[int, int, float, float | None], None] | None = None,
+) -> PriorTrainRunResult:
+    """Train the speech prior on the train split, tune its solve on the val split, and write
+    the checkpoint (output policy of :mod:`sirem_cli.io.output`)."""
+    options.validate()
+    out = Path(out) if out is not None else default_prior_path(prepared, options.no_audio)
+    check_output(out, inputs=prepared, overwrite=overwrite)
+    with claim_outputs([out], inputs=prepared, overwrite=overwrite):
+        return _train_prior(prepared, out, options, progress, epoch_progress)
+
+
+def _geometry(refs: Sequence[UtteranceRef]) -> tuple[int, tuple[int, int], float]:
+    kinds = {(r.arms_per_frame, r.image_size) for r in refs}
+    if len(kinds) > 1:
+        raise InputError(
+            "the prepared utterances differ in arms per frame or image size "
+            f"({sorted(kinds)}): prepare every file with the same options"
+        )
+    ref = refs[0]
+    return ref.arms_per_frame, ref.image_size, ref.frame_rate_hz
+
+
+def _train_prior(
+    prepared: Sequence[Path],
+    out: Path,
+    options: PriorOptions,
+    progress: StageFn | None,
+    epoch_progress: Callable[[int, int, float, float | None], None] | None,
+) -> PriorTrainRunResult:
+    import torch
+
+    from sirem_cli.models.speech_prior import SpeechPriorConfig
+    from sirem_cli.training.distributed import resolve_device
+    from sirem_cli.training.prior import (
+        PriorTrainConfig,
+        prior_checkpoint_payload,
+        save_prior_checkpoint,
+        train_prior,
+    )
+
+    t_start = time.perf_counter()
+    dataset = PreparedSet(prepared)
+    train_refs = dataset.select("train")
+    val_refs = [u for u in dataset.utterances if u.split == "val"]
+    if not val_refs:
+        raise InputError(
+            f"{dataset.paths[0]}: the speech prior needs validation speakers (split 'val' is "
+            "empty) to keep its best epoch and tune its weights; prepare with --splits"
+        )
+    arms, image_size, frame_rate = _geometry([*train_refs, *val_refs])
+    target = tuning_target([*train_refs, *val_refs], options.target)
+    device = str(resolve_device(options.device))
+    stat = static_map(train_refs)
+    train = prior_data(train_refs, target, options, stat, progress, "training features")
+    val = prior_data(val_refs, target, options, stat, progress, "validation features")
+    model_config = SpeechPriorConfig(
+        embedding_dim=options.n_mels,
+        context=2 * options.half_context + 1,
+        image_size=image_size,
+        rank=options.rank,
+        uncertainty=True,
+        no_audio=options.no_audio,
+        encoder="logmel",
+        frame_rate_hz=frame_rate,
+    )
+    train_config = PriorTrainConfig(
+        epochs=max(1, options.epochs),
+        batch_size=options.batch_size,
+        frames_per_epoch=options.frames_per_epoch,
+        lr=options.lr,
+        nll_weight=1e-3,
+        shift_px=2.0,
+        zoom=0.05,
+        rotate_deg=3.0,
+        seed=options.seed,
+    )
+    torch.manual_seed(options.seed)
+    if options.epochs == 0:  # the untrained network: Delta = 0, M = 1, i.e. the prior is x_bar
+        result = untrained_prior(model_config, val)
+    else:
+        result = train_prior(model_config, train, val, train_config, progress=epoch_progress)
+    model = result.model
+    weights, ttv, scores = _choose_weights(
+        dataset, val_refs, model, options, target, device, progress
+    )
+    info = {
+        "kind": PRIOR_METHOD,
+        "options": json.dumps(asdict(options)),
+        "arms_per_frame": int(arms),
+        "n_mels": options.n_mels,
+        "half_context": options.half_context,
+        "target": target,
+        "train_subjects": json.dumps(sorted({r.subject for r in train_refs})),
+        "mu": weights.mu,
+        "lam_time": weights.lam_time,
+        "lam_spatial": weights.lam_spatial,
+        "iters": weights.iters,
+        "ttv_lam": ttv[0],
+        "ttv_lam_spatial": ttv[1],
+        "tune_scores": json.dumps(scores),
+        "best_epoch": result.best_epoch,
+        "val_prior_psnr": result.best_val_psnr,
+    }
+    save_prior_checkpoint(
+        out, prior_checkpoint_payload(model, train_config=train_config, info=info)
+    )
+    return PriorTrainRunResult(
+        checkpoint=out,
+        log=result.log,
+        best_epoch=result.best_epoch,
+        best_val_psnr=result.best_val_psnr,
+        start_val_psnr=result.start_val_psnr,
+        weights=weights,
+        ttv=ttv,
+        scores=scores,
+        n_train=len(train),
+        n_val=len(val),
+        seconds=time.perf_counter() - t_start,
+        target=target,
+    )
+
+
+def untrained_prior(model_config: Any, val: Any) -> Any:
+    """The result of zero epochs: the network as initialized (its output layers start at zero,
+    so Delta = 0 and the predicted variance is constant: the prior is x_bar with M = 1)."""
+    from sirem_cli.models.speech_prior import SpeechPriorNet
+    from sirem_cli.training.prior import PriorTrainResult, evaluate_prior
+
+    model = SpeechPriorNet(model_config).eval()
+    _, start = evaluate_prior(model, val)
+    return PriorTrainResult(model, [], 0, start, start)
+
+
+def _choose_weights(
+    dataset: PreparedSet,
+    val_refs: Sequence[UtteranceRef],
+    model: Any,
+    options: PriorOptions,
+    target: str,
+    device: str,
+    progress: StageFn | None,
+) -> tuple[SolveWeights, tuple[float, float], list[dict[str, Any]]]:
+    """(mu, lam_t, lam_s) on the validation speakers; also temporal TV's own (lam_t, lam_s)."""
+    from sirem_cli.recon.baselines import default_lambda
+
+    fixed_tv = options.lam_time is not None and options.lam_spatial is not None
+    if options.tune and not fixed_tv:  # temporal TV's own weights first, as baseline does
+        tv_config = BaselineConfig(
+            method="ttv",
+            auto=True,
+            iters=options.iters,
+            device=device,
+            auto_split="val",
+            auto_target=target,
+            auto_frames=options.tune_frames,
+        )
+        lam_t, lam_s, _, _ = choose_lambda(dataset, tv_config, device, progress)
+    else:
+        lam_t = options.lam_time if options.lam_time is not None else default_lambda("ttv")
+        lam_s = options.lam_spatial if options.lam_spatial is not None else 0.0
+    ttv = (float(lam_t), float(lam_s))
+    if not options.tune:
+        mu = options.mu if options.mu is not None else DEFAULT_MU
+        return SolveWeights(float(mu), ttv[0], ttv[1], options.iters), ttv, []
+    # with the prior, TV's weights at 1 and 2/3 of its own (the prior takes part of its work)
+    mus = MU_GRID if options.mu is None else (options.mu,)
+    factors = TV_FACTORS
+    blocks = []
+    for ref in val_refs:
+        n = min(options.tune_frames, ref.n_frames)
+        start = (ref.n_frames - n) // 2
+        block = slice(start, start + n)
+        truth = normalize_magnitude(PreparedSet.read(ref, [target], frames=block)[target])
+        ctx, xbar = utterance_inputs(ref, options.n_mels, options.half_context)
+        blocks.append((ref, block, truth, UtterancePrior(model, ctx, xbar)))
+    grid = [(m, f) for m in mus for f in factors]
+    scores = []
+    for i, (mu, factor) in enumerate(grid):
+        weights = SolveWeights(mu, ttv[0] * factor, ttv[1] * factor, options.iters)
+        values = [
+            float(
+                np.mean(
+                    psnr(
+                        solve_utterance(
+                            ref, prior, weights, device, window=max(512, len(truth)), frames=block
+                        ),
+                        truth,
+                    )
+                )
+            )
+            for ref, block, truth, prior in blocks
+        ]
+        scores.append({**asdict(weights), "psnr": float(np.mean(values))})
+        if progress is not None:
+            progress("prior weights", i + 1, len(grid))
+    best = max(scores, key=lambda s: s["psnr"])
+    chosen = SolveWeights(best["mu"], best["lam_time"], best["lam_spatial"], options.iters)
+    return chosen, ttv, scores
+
+
+# -- reconstruction ---------------------------------------------------------------------------
+@dataclass
+class PriorReconstructResult:
+    """What :func:`run_reconstruct_prior` wrote."""
+
+    out: Path
+    method: str
+    rows: list[tuple[str, int, float, float]]  # prefix, frames, ms/frame, network ms/frame
+    weights: SolveWeights
+    notice: str | None
+    backend: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_prior(checkpoint: Path) -> tuple[Any, dict[str, Any]]:
+    """(network, info) of a speech-prior checkpoint (``weights_only`` load)."""
+    from sirem_cli.training.prior import read_prior_checkpoint
+
+    model, payload = read_prior_checkpoint(Path(checkpoint))
+    info = dict(payload.get("info", {}))
+    if info.get("kind") != PRIOR_METHOD:
+        raise InputError(f"{checkpoint}: a speech-prior network without its solve settings")
+    return model, info
+
+
+def run_reconstruct_prior(
+    checkpoint: Path,
+    prepared: Sequence[Path],
+    out: Path,
+    *,
+    split: str = "test",
+    device: str = "auto",
+    mu: float | None = None,
+    lam_time: float | None = None,
+    lam_spatial: float | None = None,
+    iters: int | None = None,
+    window: int = 512,
+    overlap: int = 32,
+    overwrite: bool = False,
+    progress: StageFn | None = None,
+) -> PriorReconstructResult:
+    """Reconstruct ``split`` of ``prepared`` with a speech-prior checkpoint into a recon file.
+
+    ``mu``, ``lam_time``, ``lam_spatial`` and ``iters`` override the checkpoint's tuned values.
+    """
+    check_device_option(device)
+    check_solve_weights(mu, lam_time, lam_spatial)
+    if iters is not None and iters < 1:
+        raise InputError(f"--iters must be >= 1, got {iters}")
+    if window < 2 or not 0 <= overlap < window:
+        raise InputError(
+            f"--window must be >= 2 and --overlap in 0..window-1 ({window}, {overlap})"
+        )
+    inputs = [*prepared, checkpoint]
+    check_output(Path(out), inputs=inputs, overwrite=overwrite, kind=RECON_FORMAT)
+    model, info = read_prior(checkpoint)
+    refs = PreparedSet(prepared).select(split)
+    for ref in refs:
+        if ref.arms_per_frame != int(info["arms_per_frame"]):
+            raise InputError(
+                f"{checkpoint}: trained on frames of {info['arms_per_frame']} arms, but "
+                f"{ref.path} holds frames of {ref.arms_per_frame} (prepare it with "
+                f"--arms-per-frame {info['arms_per_frame']})"
+            )
+        if tuple(model.config.image_size) != ref.image_size:
+            raise InputError(
+                f"{checkpoint}: model image size {tuple(model.config.image_size)} does not "
+                f"match {ref.path} ({ref.image_size})"
+            )
+        if ref.version < 2:
+            raise InputError(
+                f"{ref.path}: format version {ref.version} has no time-averaged image xbar: "
+                "prepare the corpus again with this sirem for the speech prior"
+            )
+    weights = SolveWeights(
+        float(info["mu"] if mu is None else mu),
+        float(info["lam_time"] if lam_time is None else lam_time),
+        float(info["lam_spatial"] if lam_spatial is None else lam_spatial),
+        int(info["iters"] if iters is None else iters),
+    )
+    with claim_outputs(
+        [out],
+        inputs=inputs,
+        overwrite=overwrite,
+        expected_bytes=recon_bytes(refs),
+        kind=RECON_FORMAT,
+    ):
+        return _reconstruct_prior(
+            checkpoint, prepared, Path(out), refs, model, info, weights, split, device,
+            window, overlap, progress,
+        )  # fmt: skip
+
+
+def _reconstruct_prior(
+    checkpoint: Path,
+    prepared: Sequence[Path],
+    out: Path,
+    refs: Sequence[UtteranceRef],
+    model: Any,
+    info: dict[str, Any],
+    weights: SolveWeights,
+    split: str,
+    device: str,
+    window: int,
+    overlap: int,
+    progress: StageFn | None,
+) -> PriorReconstructResult:
+    from sirem_cli.recon.baselines import import_backends
+
+    dataset = PreparedSet(prepared)
+    backend = backend_info(device)
+    trained_on = set(json.loads(info.get("train_subjects", "[]")))
+    leaked = sorted({r.subject for r in refs} & trained_on)
+    warnings = []
+    if leaked:
+        warnings.append(
+            f"{checkpoint} was trained on {', '.join(leaked)}, whose utterances are "
+            f"reconstructed here ({split} split): their scores are not held-out results"
+        )
+    method = f"{PRIOR_METHOD}-no-audio" if model.config.no_audio else PRIOR_METHOD
+    record = {
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "target": info.get("target", "truth"),
+        "train_subjects": sorted(trained_on),
+        **asdict(weights),
+        "window": window,
+        "overlap": overlap,
+        "model_config": model.config.to_dict(),
+    }
+    import_backends(backend["device"])
+    rows = []
+    with ReconWriter(
+        out,
+        method=method,
+        source=[str(p) for p in dataset.paths],
+        config=record,
+        device=backend["device"],
+        nufft_backend=backend["nufft_backend"],
+    ) as writer:
+        for i, ref in enumerate(refs):
+            if progress is not None:
+                progress(ref.prefix, i, len(refs))
+            t0 = time.perf_counter()
+            ctx, xbar = utterance_inputs(ref, int(info["n_mels"]), int(info["half_context"]))
+            prior = UtterancePrior(model, ctx, xbar)
+            recon = solve_utterance(
+                ref, prior, weights, backend["device"], window=window, overlap=overlap
+            )
+            wall = time.perf_counter() - t0
+            n = max(1, ref.n_frames)
+            writer.write_recon(
+                ref.prefix,
+                recon,
+                wall_s=wall,
+                extra={
+                    "frame_rate_hz": ref.frame_rate_hz,
+                    "prior_ms_per_frame": 1000 * prior.net_seconds / n,
+                },
+            )
+            rows.append((ref.prefix, ref.n_frames, 1000 * wall / n, 1000 * prior.net_seconds / n))
+        if progress is not None:
+            progress("", len(refs), len(refs))
+    return PriorReconstructResult(
+        out, method, rows, weights, backend["notice"], backend["nufft_backend"], warnings
+    )

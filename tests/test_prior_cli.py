@@ -1,0 +1,121 @@
+"""The speech prior through the CLI (issue 14): train --model prior, reconstruct with its
+checkpoint, mu = 0 is ttv, the ablation, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sirem_cli.cli import app
+from sirem_cli.io.prepared import PreparedSet, ReconSet
+
+runner = CliRunner()
+
+# A tiny run: one epoch of 64 frames, tuning on 8 frames with 4 iterations.
+FAST = ("--epochs", "1", "--frames-per-epoch", "64", "--tune-frames", "8", "--iters", "4")
+
+
+def _sirem(*args: object, code: int = 0) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def prior_ckpt(prepared_n2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("prior") / "prior.pt"
+    _sirem("train", prepared_n2, "--model", "prior", "--out", out, *FAST)
+    return out
+
+
+def test_train_prior_stores_the_tuned_solve(prior_ckpt):
+    from sirem_cli.api.prior import MU_GRID, TV_FACTORS, read_prior
+
+    model, info = read_prior(prior_ckpt)
+    assert info["arms_per_frame"] == 2 and info["target"] == "truth"
+    assert not model.config.no_audio and model.config.uncertainty
+    scores = json.loads(info["tune_scores"])
+    assert len(scores) == len(MU_GRID) * len(TV_FACTORS)
+    best = max(scores, key=lambda s: s["psnr"])
+    assert (info["mu"], info["lam_time"]) == (best["mu"], best["lam_time"])
+    assert info["iters"] == 4 and json.loads(info["train_subjects"])
+
+
+def test_reconstruct_with_mu_zero_is_exactly_ttv(prior_ckpt, prepared_n2, tmp_path):
+    from sirem_cli.api.prior import read_prior
+
+    _, info = read_prior(prior_ckpt)
+    a, b = tmp_path / "prior0.h5", tmp_path / "ttv.h5"
+    _sirem("reconstruct", "--ckpt", prior_ckpt, prepared_n2, a, "--mu", "0")
+    _sirem(
+        "baseline", prepared_n2, b, "--method", "ttv", "--lam", info["lam_time"],
+        "--lam-spatial", info["lam_spatial"], "--iters", info["iters"],
+    )  # fmt: skip
+    ref = PreparedSet([prepared_n2]).select("test")[0]
+    assert np.array_equal(ReconSet(a).read(ref.prefix), ReconSet(b).read(ref.prefix))
+
+
+def test_reconstruct_with_the_prior_differs_from_ttv_and_is_recorded(
+    prior_ckpt, prepared_n2, tmp_path
+):
+    a, b = tmp_path / "prior.h5", tmp_path / "prior0.h5"
+    out = _sirem("reconstruct", "--ckpt", prior_ckpt, prepared_n2, a, "--mu", "0.3")
+    assert "speech-prior" in out
+    _sirem("reconstruct", "--ckpt", prior_ckpt, prepared_n2, b, "--mu", "0")
+    recon = ReconSet(a)
+    assert recon.attrs["method"] == "speech-prior"
+    config = json.loads(recon.attrs["config"])
+    assert config["mu"] == 0.3 and config["checkpoint"] == str(prior_ckpt)
+    ref = PreparedSet([prepared_n2]).select("test")[0]
+    x, y = recon.read(ref.prefix), ReconSet(b).read(ref.prefix)
+    assert x.shape == y.shape and np.all(np.isfinite(x))
+    assert float(np.abs(x - y).max()) > 1e-3
+
+
+def test_no_audio_ablation_names_its_method(prepared_n2, tmp_path):
+    ckpt, out = tmp_path / "na.pt", tmp_path / "na.h5"
+    _sirem(
+        "train", prepared_n2, "--model", "prior", "--no-audio", "--out", ckpt, *FAST,
+        "--no-tune", "--mu", "0.1", "--lam", "0.05", "--lam-spatial", "0.003",
+    )  # fmt: skip
+    from sirem_cli.api.prior import read_prior
+
+    model, info = read_prior(ckpt)
+    assert model.config.no_audio and info["mu"] == 0.1 and info["lam_time"] == 0.05
+    assert json.loads(info["tune_scores"]) == []  # every weight given: nothing tuned
+    _sirem("reconstruct", "--ckpt", ckpt, prepared_n2, out)
+    assert ReconSet(out).attrs["method"] == "speech-prior-no-audio"
+
+
+def test_bad_inputs_are_one_line(prior_ckpt, prepared_n2, prepared_file, tmp_path):
+    out = tmp_path / "r.h5"
+    # a checkpoint trained on 2-arm frames on a 13-arm file
+    text = _sirem("reconstruct", "--ckpt", prior_ckpt, prepared_file, out, code=2)
+    assert "frames of 2 arms" in text and "Traceback" not in text and not out.exists()
+    # a version-1 file (no xbar)
+    old = tmp_path / "v1.h5"
+    shutil.copy(prepared_n2, old)
+    with h5py.File(old, "a") as f:
+        f.attrs["format_version"] = 1
+        for group in f["utterances"].values():
+            del group["xbar"]
+    text = _sirem("reconstruct", "--ckpt", prior_ckpt, old, out, code=2)
+    assert "xbar" in text and "Traceback" not in text and not out.exists()
+    # prior-only options with a checkpoint of the other kind
+    fake = tmp_path / "other.pt"
+    import torch
+
+    torch.save({"format": "sirem-checkpoint"}, fake)
+    text = _sirem("reconstruct", "--ckpt", fake, prepared_n2, out, "--mu", "0.1", code=2)
+    assert "--mu" in text and "Traceback" not in text and not out.exists()
+    # options of the other model
+    text = _sirem("train", prepared_n2, "--model", "prior", "--fusion", "residual", code=2)
+    assert "--fusion" in text and "Traceback" not in text
+    text = _sirem("train", prepared_n2, "--mu", "0.1", "--out", tmp_path / "f.pt", code=2)
+    assert "--model prior" in text
