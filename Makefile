@@ -9,7 +9,7 @@ BENCH_DIR ?= bench_out
 export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup test demo figures bench ablation lint clean gpu-setup gpu-check weights
+.PHONY: setup test demo figures bench ablation study lint clean gpu-setup gpu-check weights
 
 setup: $(VENV)/.installed
 
@@ -55,6 +55,12 @@ bench: setup
 # held-out synthetic speakers with and without per-speaker anatomy (about 40 min on 2 cores).
 ablation: setup
 	$(BIN)/python bench/ablation.py --out $(BENCH_DIR)/ablation
+
+# Issue 14's science: the speech prior against temporal TV, its no-audio ablation, the x_bar
+# prior and the paper's model, on 16 held-out synthetic speakers at 2 arms per frame (docs/study.md;
+# about 1.5 h on 2 cores). More cases: STUDY_ARGS="--spread 1 0.5 0 --arms 2 13".
+study: setup
+	$(BIN)/python bench/study.py --out $(BENCH_DIR)/study $(STUDY_ARGS)
 
 lint: setup
 	$(BIN)/ruff check sirem_cli tests bench

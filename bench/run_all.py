@@ -14,6 +14,7 @@ SCRIPTS = (
     "bench_baselines.py",
     "bench_model.py",
     "bench_nufft.py",
+    "bench_prior.py",
 )
 
 

@@ -30,7 +30,8 @@ from sirem_cli.recon.prior import (
     prior_solve,
     prior_weight,
 )
-from sirem_cli.recon.solvers import grad_time, pdhg_tv, power_iteration, tv_iso
+from sirem_cli.linop import power_iteration
+from sirem_cli.recon.solvers import grad_time, pdhg_tv, tv_iso
 from sirem_cli.training.prior import (
     PriorData,
     PriorTrainConfig,
@@ -52,18 +53,35 @@ def _crandn(gen: torch.Generator, *shape: int, dtype=torch.complex128) -> torch.
     )
 
 
+class _WeightedSense:
+    """A SenseOp with its DCF weighting W: forward A, adjoint A^H (W if weighted), normal
+    A^H W A (Toeplitz), as the prior's solve sees them."""
+
+    def __init__(self, traj, dcf, smaps, **kwargs) -> None:
+        self.op = SenseOp(traj, smaps, **kwargs)
+        self.weights = torch.as_tensor(dcf.reshape(-1), dtype=torch.float64)
+        self.normal = self.op.toeplitz(dcf.reshape(-1)).forward
+        self.n_coils, self.n_points = self.op.n_coils, self.op.n_points
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op.forward(x)
+
+    def adjoint(self, y: torch.Tensor, weighted: bool = False) -> torch.Tensor:
+        return self.op.adjoint(self.weights * y if weighted else y)
+
+
 @pytest.fixture(scope="module")
-def sense() -> SenseOp:
+def sense() -> _WeightedSense:
     """A 2-arm spiral SENSE operator on a 12 x 12 grid, 3 coils, float64."""
     traj_c, dcf = vd_spiral(13, 120, SHAPE[0])
     traj = to_radians(traj_c)[[0, 7]]  # 2 of 13 interleaves: undersampled
     dcf2 = np.broadcast_to(dcf, traj.shape[:2]).copy()
     rng = np.random.default_rng(3)
     smaps = rng.standard_normal((3, *SHAPE)) + 1j * rng.standard_normal((3, *SHAPE))
-    return SenseOp(traj, dcf2, smaps, dtype=torch.complex128, eps=1e-12)
+    return _WeightedSense(traj, dcf2, smaps, dtype=torch.complex128, eps=1e-12)
 
 
-def _problem(sense: SenseOp, n_frames: int = 5, seed: int = 0):
+def _problem(sense: _WeightedSense, n_frames: int = 5, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     x_true = _crandn(gen, n_frames, *SHAPE)
     y = sense.forward(x_true) + 0.05 * _crandn(gen, n_frames, sense.n_coils, sense.n_points)

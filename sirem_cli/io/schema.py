@@ -174,7 +174,11 @@ ROOT_ATTRS_RECON = (
     AttrSpec("format_version", "int", f"{RECON_VERSION}"),
     AttrSpec("sirem_version", "str", "version of sirem that wrote the file"),
     AttrSpec("created", "str", "ISO 8601 time of writing (UTC)"),
-    AttrSpec("method", "str", 'e.g. "sirem", "sirem-no-audio", "gridding", "wavelet", "tv", "ttv"'),
+    AttrSpec(
+        "method",
+        "str",
+        'e.g. "sirem", "sirem-no-audio", "gridding", "wavelet", "tv", "ttv", "speech-prior", "speech-prior-no-audio"',
+    ),
     AttrSpec("source", "str", "prepared file(s) reconstructed, JSON list of paths"),
     AttrSpec(
         "config",
@@ -199,6 +203,11 @@ RECON_UTTERANCE_ATTRS = (
     ),
     AttrSpec(
         "encoder_ms_per_frame", "float", "sirem only: audio encoder cost in ms/frame (optional)"
+    ),
+    AttrSpec(
+        "prior_ms_per_frame",
+        "float",
+        "speech prior only: the prior network's share of ms_per_frame (optional)",
     ),
 )
 
