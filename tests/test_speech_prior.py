@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sirem_cli.errors import FormatError, InputError, ShapeError
+from sirem_cli.linop import power_iteration
 from sirem_cli.models.speech_prior import (
     SpeechPriorConfig,
     SpeechPriorNet,
@@ -30,7 +31,6 @@ from sirem_cli.recon.prior import (
     prior_solve,
     prior_weight,
 )
-from sirem_cli.linop import power_iteration
 from sirem_cli.recon.solvers import grad_time, pdhg_tv, tv_iso
 from sirem_cli.training.prior import (
     PriorData,
