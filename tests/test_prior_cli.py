@@ -41,7 +41,8 @@ def test_train_prior_stores_the_tuned_solve(prior_ckpt):
     assert info["arms_per_frame"] == 2 and info["target"] == "truth"
     assert not model.config.no_audio and model.config.uncertainty
     scores = json.loads(info["tune_scores"])
-    assert len(scores) == len(MU_GRID) * len(TV_FACTORS)
+    assert len(scores) == 1 + len(MU_GRID) * len(TV_FACTORS)
+    assert (scores[0]["mu"], scores[0]["lam_time"]) == (0.0, info["ttv_lam"])  # ttv itself
     best = max(scores, key=lambda s: s["psnr"])
     assert (info["mu"], info["lam_time"]) == (best["mu"], best["lam_time"])
     assert info["iters"] == 4 and json.loads(info["train_subjects"])

@@ -6,8 +6,9 @@ context, about +-100 ms at 2-arm frames) and the utterance's time-averaged image
 predicts each frame's deviation from x_bar, against the truth where the files have it
 (``--target auto``). It then chooses the weights of the data-consistent solve on the
 validation speakers: first temporal TV's own (lam_t, lam_s), as ``sirem baseline --method ttv
---lam auto`` does, then the prior weight mu with the TV weights at 1 or 2/3 of those, by the
-mean per-frame PSNR that ``sirem evaluate`` reports. Everything is stored in the checkpoint.
+--lam auto`` does, then the prior weight mu with the TV weights at 1 or 2/3 of those, beside mu = 0 (temporal
+TV itself: a prior that does not beat it on validation is switched off), by the mean
+per-frame PSNR that ``sirem evaluate`` reports. Everything is stored in the checkpoint.
 
 Reconstruction (:func:`run_reconstruct_prior`) solves, per utterance in overlapping windows,
 
@@ -489,9 +490,13 @@ def _choose_weights(
     if not options.tune:
         mu = options.mu if options.mu is not None else DEFAULT_MU
         return SolveWeights(float(mu), ttv[0], ttv[1], options.iters), ttv, []
-    # with the prior, TV's weights at 1 and 2/3 of its own (the prior takes part of its work)
+    # With the prior, TV's weights at 1 and 2/3 of its own (the prior takes part of its
+    # work). mu = 0 at TV's own weights is temporal TV itself: a prior that does not beat it
+    # on the validation speakers is not used (mu = 0 stored), so the default never does worse
+    # than the MRI-only solution there.
     mus = MU_GRID if options.mu is None else (options.mu,)
     factors = TV_FACTORS
+    grid = [(0.0, 1.0)] + [(m, f) for m in mus for f in factors if m > 0]
     blocks = []
     for ref in val_refs:
         n = min(options.tune_frames, ref.n_frames)
@@ -500,7 +505,6 @@ def _choose_weights(
         truth = normalize_magnitude(PreparedSet.read(ref, [target], frames=block)[target])
         ctx, xbar = utterance_inputs(ref, options.n_mels, options.half_context)
         blocks.append((ref, block, truth, UtterancePrior(model, ctx, xbar)))
-    grid = [(m, f) for m in mus for f in factors]
     scores = []
     for i, (mu, factor) in enumerate(grid):
         weights = SolveWeights(mu, ttv[0] * factor, ttv[1] * factor, options.iters)

@@ -46,6 +46,8 @@ METHOD_LABELS: dict[str, str] = {
     "sirem-mri": "SIREM MRI branch",
     "sirem-audio": "SIREM audio branch",
     "sirem-no-audio-mri": "SIREM (w/o audio) MRI branch",
+    "speech-prior-no-audio": "Speech prior (w/o audio)",
+    "speech-prior": "Speech prior",
     "reference": "Reference (USC)",
     "truth": "Ground truth",
 }
@@ -55,6 +57,8 @@ METHOD_ORDER: tuple[str, ...] = (
     "sirem-mri",
     "sirem-no-audio",
     "sirem",
+    "speech-prior-no-audio",
+    "speech-prior",
 )
 #: Column order: the paper's metrics, then the others.
 TABLE_METRIC_ORDER: tuple[str, ...] = (*PAPER_METRICS, "mse", "nmse")
