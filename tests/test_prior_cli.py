@@ -37,7 +37,7 @@ def prior_ckpt(prepared_n2: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 def test_train_prior_stores_the_tuned_solve(prior_ckpt):
     from sirem_cli.api.prior import MU_GRID, TV_FACTORS, read_prior
 
-    model, info = read_prior(prior_ckpt)
+    model, info, _ = read_prior(prior_ckpt)
     assert info["arms_per_frame"] == 2 and info["target"] == "truth"
     assert not model.config.no_audio and model.config.uncertainty
     scores = json.loads(info["tune_scores"])
@@ -51,7 +51,7 @@ def test_train_prior_stores_the_tuned_solve(prior_ckpt):
 def test_reconstruct_with_mu_zero_is_exactly_ttv(prior_ckpt, prepared_n2, tmp_path):
     from sirem_cli.api.prior import read_prior
 
-    _, info = read_prior(prior_ckpt)
+    _, info, _ = read_prior(prior_ckpt)
     a, b = tmp_path / "prior0.h5", tmp_path / "ttv.h5"
     _sirem("reconstruct", "--ckpt", prior_ckpt, prepared_n2, a, "--mu", "0")
     _sirem(
@@ -87,7 +87,7 @@ def test_no_audio_ablation_names_its_method(prepared_n2, tmp_path):
     )  # fmt: skip
     from sirem_cli.api.prior import read_prior
 
-    model, info = read_prior(ckpt)
+    model, info, _ = read_prior(ckpt)
     assert model.config.no_audio and info["mu"] == 0.1 and info["lam_time"] == 0.05
     assert json.loads(info["tune_scores"]) == []  # every weight given: nothing tuned
     _sirem("reconstruct", "--ckpt", ckpt, prepared_n2, out)
@@ -120,3 +120,29 @@ def test_bad_inputs_are_one_line(prior_ckpt, prepared_n2, prepared_file, tmp_pat
     assert "--fusion" in text and "Traceback" not in text
     text = _sirem("train", prepared_n2, "--mu", "0.1", "--out", tmp_path / "f.pt", code=2)
     assert "--model prior" in text
+
+
+def test_zero_epochs_is_the_xbar_prior_weighted_by_the_static_map(prepared_n2, tmp_path):
+    """--epochs 0: the untrained network predicts no deviation, so the prior is x_bar; its
+    weight is M = 1 - 0.9 w of the training speakers' mean explained-by-audio map."""
+    import torch
+
+    from sirem_cli.api.prior import UtterancePrior, read_prior, static_map, utterance_inputs
+
+    ckpt = tmp_path / "xbar.pt"
+    _sirem(
+        "train", prepared_n2, "--model", "prior", "--epochs", "0", "--no-tune", "--out", ckpt,
+    )  # fmt: skip
+    model, info, static = read_prior(ckpt)
+    dataset = PreparedSet([prepared_n2])
+    np.testing.assert_allclose(static, static_map(dataset.select("train")), rtol=1e-6)
+    assert info["prior_weight"] == "static" and info["best_epoch"] == 0
+    ref = dataset.select("test")[0]
+    ctx, xbar = utterance_inputs(ref, info["n_mels"], info["half_context"])
+    prior, weight = UtterancePrior(model, ctx, xbar, None, "static", static)(slice(0, 5))
+    magnitude = np.abs(xbar) / np.abs(xbar).max()
+    np.testing.assert_allclose(
+        prior.abs().numpy(), np.broadcast_to(magnitude, (5, *xbar.shape)), atol=1e-6
+    )
+    np.testing.assert_allclose(weight.numpy(), 1 - 0.9 * static, atol=1e-6)
+    assert torch.is_tensor(weight)

@@ -62,6 +62,9 @@ DEFAULT_MU = 0.1
 TV_FACTORS = (1.0, 2.0 / 3.0)
 #: Reference quantile of each frame's predicted variance for the precision weight.
 PRECISION_QUANTILE = 0.05
+#: How the prior's pixel weight M is formed: from the network's predicted variance, from
+#: the static explained-by-audio map (M = 1 - 0.9 w), or 1.
+WEIGHT_MODES = ("precision", "static", "none")
 #: Pixel weights of the training loss: 1 + LOSS_BOOST * (mean explained-by-audio map).
 LOSS_BOOST = 4.0
 
@@ -245,20 +248,32 @@ class UtterancePrior:
     contexts: np.ndarray
     xbar: np.ndarray
     weight: Any = None
+    mode: str = "precision"
+    static: np.ndarray | None = None
     net_seconds: float = 0.0
 
     def __call__(self, frames: slice) -> tuple[Any, Any]:
-        """(prior (F', H, W) complex, precision weight M (F', H, W) or None) of ``frames``."""
+        """(prior (F', H, W) complex, its weight M, (F', H, W), (H, W) or None) of ``frames``.
+
+        M follows ``mode`` (:data:`WEIGHT_MODES`): the precision of the network's predicted
+        variance, or ``1 - 0.9 w`` of the static explained-by-audio map (the untrained
+        network, whose prior is x_bar: less pull towards it where speech moves the tissue).
+        """
         import torch
 
         from sirem_cli.models.speech_prior import normalize_xbar, precision_weight, prior_frames
+        from sirem_cli.recon.prior import prior_weight
 
         t0 = time.perf_counter()
         xbar = torch.as_tensor(self.xbar)
         ctx = torch.as_tensor(self.contexts[frames], dtype=torch.float32)
         delta, logvar = self.model.predict_full(ctx, torch.as_tensor(normalize_xbar(self.xbar)[0]))
         prior = prior_frames(xbar, delta, self.weight, clamp_max=1.0)
-        weight = None if logvar is None else precision_weight(logvar, PRECISION_QUANTILE)
+        weight = None
+        if self.mode == "precision" and logvar is not None:
+            weight = precision_weight(logvar, PRECISION_QUANTILE)
+        elif self.mode == "static" and self.static is not None:
+            weight = prior_weight(torch.as_tensor(self.static))
         self.net_seconds += time.perf_counter() - t0
         return prior, weight
 
@@ -408,8 +423,11 @@ def _train_prior(
     else:
         result = train_prior(model_config, train, val, train_config, progress=epoch_progress)
     model = result.model
+    # A trained network weights its prior by its own predicted variance; the untrained one
+    # (x_bar) by the static map, where the files have the explained-by-audio maps.
+    mode = "precision" if options.epochs > 0 else ("static" if stat is not None else "none")
     weights, ttv, scores = _choose_weights(
-        dataset, val_refs, model, options, target, device, progress
+        dataset, val_refs, model, options, target, device, progress, mode, stat
     )
     info = {
         "kind": PRIOR_METHOD,
@@ -428,10 +446,12 @@ def _train_prior(
         "tune_scores": json.dumps(scores),
         "best_epoch": result.best_epoch,
         "val_prior_psnr": result.best_val_psnr,
+        "prior_weight": mode,
     }
-    save_prior_checkpoint(
-        out, prior_checkpoint_payload(model, train_config=train_config, info=info)
-    )
+    payload = prior_checkpoint_payload(model, train_config=train_config, info=info)
+    if stat is not None:
+        payload["static_map"] = torch.as_tensor(stat)
+    save_prior_checkpoint(out, payload)
     return PriorTrainRunResult(
         checkpoint=out,
         log=result.log,
@@ -467,6 +487,8 @@ def _choose_weights(
     target: str,
     device: str,
     progress: StageFn | None,
+    mode: str = "precision",
+    static: np.ndarray | None = None,
 ) -> tuple[SolveWeights, tuple[float, float], list[dict[str, Any]]]:
     """(mu, lam_t, lam_s) on the validation speakers; also temporal TV's own (lam_t, lam_s)."""
     from sirem_cli.recon.baselines import default_lambda
@@ -504,7 +526,7 @@ def _choose_weights(
         block = slice(start, start + n)
         truth = normalize_magnitude(PreparedSet.read(ref, [target], frames=block)[target])
         ctx, xbar = utterance_inputs(ref, options.n_mels, options.half_context)
-        blocks.append((ref, block, truth, UtterancePrior(model, ctx, xbar)))
+        blocks.append((ref, block, truth, UtterancePrior(model, ctx, xbar, None, mode, static)))
     scores = []
     for i, (mu, factor) in enumerate(grid):
         weights = SolveWeights(mu, ttv[0] * factor, ttv[1] * factor, options.iters)
@@ -543,15 +565,21 @@ class PriorReconstructResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_prior(checkpoint: Path) -> tuple[Any, dict[str, Any]]:
-    """(network, info) of a speech-prior checkpoint (``weights_only`` load)."""
+def read_prior(checkpoint: Path) -> tuple[Any, dict[str, Any], np.ndarray | None]:
+    """(network, info, static explained-by-audio map or None) of a speech-prior checkpoint
+    (``weights_only`` load)."""
     from sirem_cli.training.prior import read_prior_checkpoint
 
     model, payload = read_prior_checkpoint(Path(checkpoint))
     info = dict(payload.get("info", {}))
     if info.get("kind") != PRIOR_METHOD:
         raise InputError(f"{checkpoint}: a speech-prior network without its solve settings")
-    return model, info
+    static = payload.get("static_map")
+    if static is not None:
+        static = np.asarray(static, dtype=np.float32)
+        if static.shape != tuple(model.config.image_size):
+            raise InputError(f"{checkpoint}: static map of shape {static.shape}, not the image's")
+    return model, info, static
 
 
 def run_reconstruct_prior(
@@ -584,7 +612,7 @@ def run_reconstruct_prior(
         )
     inputs = [*prepared, checkpoint]
     check_output(Path(out), inputs=inputs, overwrite=overwrite, kind=RECON_FORMAT)
-    model, info = read_prior(checkpoint)
+    model, info, static = read_prior(checkpoint)
     refs = PreparedSet(prepared).select(split)
     for ref in refs:
         if ref.arms_per_frame != int(info["arms_per_frame"]):
@@ -617,8 +645,8 @@ def run_reconstruct_prior(
         kind=RECON_FORMAT,
     ):
         return _reconstruct_prior(
-            checkpoint, prepared, Path(out), refs, model, info, weights, split, device,
-            window, overlap, progress,
+            checkpoint, prepared, Path(out), refs, (model, info, static), weights, split,
+            device, window, overlap, progress,
         )  # fmt: skip
 
 
@@ -627,8 +655,7 @@ def _reconstruct_prior(
     prepared: Sequence[Path],
     out: Path,
     refs: Sequence[UtteranceRef],
-    model: Any,
-    info: dict[str, Any],
+    checkpoint_data: tuple[Any, dict[str, Any], np.ndarray | None],
     weights: SolveWeights,
     split: str,
     device: str,
@@ -638,6 +665,11 @@ def _reconstruct_prior(
 ) -> PriorReconstructResult:
     from sirem_cli.recon.baselines import import_backends
 
+    model, info, static = checkpoint_data
+    # checkpoints without the key (the first ones) weighted by the predicted variance
+    mode = str(info.get("prior_weight", "precision"))
+    if mode not in WEIGHT_MODES:
+        raise InputError(f"{checkpoint}: unknown prior weight {mode!r}")
     dataset = PreparedSet(prepared)
     backend = backend_info(device)
     trained_on = set(json.loads(info.get("train_subjects", "[]")))
@@ -655,6 +687,7 @@ def _reconstruct_prior(
         "target": info.get("target", "truth"),
         "train_subjects": sorted(trained_on),
         **asdict(weights),
+        "prior_weight": mode,
         "window": window,
         "overlap": overlap,
         "model_config": model.config.to_dict(),
@@ -674,7 +707,7 @@ def _reconstruct_prior(
                 progress(ref.prefix, i, len(refs))
             t0 = time.perf_counter()
             ctx, xbar = utterance_inputs(ref, int(info["n_mels"]), int(info["half_context"]))
-            prior = UtterancePrior(model, ctx, xbar)
+            prior = UtterancePrior(model, ctx, xbar, None, mode, static)
             recon = solve_utterance(
                 ref, prior, weights, backend["device"], window=window, overlap=overlap
             )
