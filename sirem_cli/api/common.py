@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +29,17 @@ def backend_info(device: str) -> dict[str, Any]:
 
     choice = select_backend(device)
     return {"nufft_backend": choice.name, "device": str(choice.device), "notice": choice.notice}
+
+
+def training_leak_warnings(
+    checkpoint: Path, subjects: Iterable[str], trained_on: Iterable[str], split: str
+) -> list[str]:
+    """The warning (as a one-item list, else empty) that a checkpoint reconstructs utterances of
+    speakers it was trained on: their scores would not be held-out results."""
+    leaked = sorted(set(subjects) & set(trained_on))
+    if not leaked:
+        return []
+    return [
+        f"{checkpoint} was trained on {', '.join(leaked)}, whose utterances are "
+        f"reconstructed here ({split} split): their scores are not held-out results"
+    ]

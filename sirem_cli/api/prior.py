@@ -39,7 +39,7 @@ from sirem_cli.api.baseline import (
     reconstruct_utterance,
     tuning_target,
 )
-from sirem_cli.api.common import backend_info
+from sirem_cli.api.common import backend_info, training_leak_warnings
 from sirem_cli.errors import InputError
 from sirem_cli.imaging import normalize_magnitude
 from sirem_cli.io.checks import check_device_option, check_finite_arrays
@@ -48,12 +48,9 @@ from sirem_cli.io.output import check_output, claim_outputs
 from sirem_cli.io.prepared import PreparedSet, ReconWriter, UtteranceRef
 from sirem_cli.io.schema import RECON_FORMAT
 from sirem_cli.metrics.image import psnr
-from sirem_cli.training.prior import PRIOR_CHECKPOINT_FORMAT
 
 #: Method names written into reconstruction files.
 PRIOR_METHOD = "speech-prior"
-#: The ``format`` of speech-prior checkpoints.
-PRIOR_CHECKPOINT_KIND = PRIOR_CHECKPOINT_FORMAT
 #: Prior weights mu tried on the validation speakers (relative to L, the data term's).
 MU_GRID = (0.03, 0.1, 0.3, 1.0)
 #: mu without tuning.
@@ -417,7 +414,6 @@ def _train_prior(
         rotate_deg=3.0,
         seed=options.seed,
     )
-    torch.manual_seed(options.seed)
     if options.epochs == 0:  # the untrained network: Delta = 0, M = 1, i.e. the prior is x_bar
         result = untrained_prior(model_config, val)
     else:
@@ -673,13 +669,7 @@ def _reconstruct_prior(
     dataset = PreparedSet(prepared)
     backend = backend_info(device)
     trained_on = set(json.loads(info.get("train_subjects", "[]")))
-    leaked = sorted({r.subject for r in refs} & trained_on)
-    warnings = []
-    if leaked:
-        warnings.append(
-            f"{checkpoint} was trained on {', '.join(leaked)}, whose utterances are "
-            f"reconstructed here ({split} split): their scores are not held-out results"
-        )
+    warnings = training_leak_warnings(checkpoint, (r.subject for r in refs), trained_on, split)
     method = f"{PRIOR_METHOD}-no-audio" if model.config.no_audio else PRIOR_METHOD
     record = {
         "checkpoint": str(checkpoint),

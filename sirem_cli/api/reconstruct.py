@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sirem_cli.api.audio import ModelRunConfig, StageFn, make_encoder, utterance_embeddings
-from sirem_cli.api.common import backend_info
+from sirem_cli.api.common import backend_info, training_leak_warnings
 from sirem_cli.errors import InputError
 from sirem_cli.io.checks import check_device_option, check_finite_arrays
 from sirem_cli.io.estimates import recon_bytes
@@ -131,13 +131,7 @@ def _run_reconstruct(
             f"the encoder gives {encoder.embedding_dim}"
         )
     trained_on = set(ckpt.train_config.get("train_subjects", []))
-    leaked = sorted({r.subject for r in refs} & trained_on)
-    warnings = []
-    if leaked:
-        warnings.append(
-            f"{checkpoint} was trained on {', '.join(leaked)}, whose utterances are "
-            f"reconstructed here ({split} split): their scores are not held-out results"
-        )
+    warnings = training_leak_warnings(checkpoint, (r.subject for r in refs), trained_on, split)
     method = "sirem-no-audio" if cfg.no_audio else "sirem"
     if branch != "fused":
         method = f"{method}-{branch}"

@@ -78,11 +78,11 @@ def reconstruct(
         raise fail("give at least one PREPARED file and the OUT.h5 to write")
     *inputs, out_file = paths
     with cli_errors():
-        from sirem_cli.api.prior import PRIOR_CHECKPOINT_KIND
         from sirem_cli.training.checkpoint import checkpoint_kind
+        from sirem_cli.training.prior import PRIOR_CHECKPOINT_FORMAT
 
         kind = checkpoint_kind(ckpt)
-    if kind == PRIOR_CHECKPOINT_KIND:
+    if kind == PRIOR_CHECKPOINT_FORMAT:
         wrong = given_options(ctx, FUSION_ONLY)
         if wrong:
             raise fail(f"{ckpt}: a speech-prior checkpoint does not take {', '.join(wrong)}")
