@@ -19,6 +19,10 @@ class FormatError(InputError):
     """A file exists but does not have the expected structure, shape, dtype or values."""
 
 
+class NonFiniteError(InputError):
+    """Input data hold NaN or Inf values (the caller may add the file and dataset)."""
+
+
 class OutputError(SiremError):
     """An output cannot be written (unwritable folder, existing file without --overwrite)."""
 

@@ -340,7 +340,10 @@ def test_baseline_refuses_nan_kspace_and_other_formats(work, tmp_path):
         k = group["kspace"]
         k[0, 0, 0, 0] = np.nan
     out = tmp_path / "x.h5"
-    for source, needle in ((bad, "NaN"), (work["gridding"], "not a sirem-prepared file")):
+    for source, needle in (
+        (bad, "kspace holds NaN or Inf values (first at index 0"),
+        (work["gridding"], "not a sirem-prepared file"),
+    ):
         result = runner.invoke(app, ["baseline", str(source), str(out), "--split", "all"])
         assert result.exit_code == 2 and needle in result.output, result.output
         assert not out.exists()

@@ -461,3 +461,28 @@ def test_metrics_never_import_the_report_package():
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.startswith("sirem_cli.report")]
     assert offenders == []
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "complex64"])
+def test_all_finite_agrees_with_isfinite(kind, dtype):
+    import torch
+
+    from sirem_cli.imaging import all_finite
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((4, 5, 6)).astype(np.float32)
+    if dtype == "complex64":
+        base = (base + 1j * rng.standard_normal((4, 5, 6))).astype(np.complex64)
+    big = np.full(8, np.finfo(np.float32).max / 2, dtype=np.float32).astype(dtype)
+    cases = {"plain": base, "empty": base[:0], "overflowing sum": big}
+    for bad in (np.nan, np.inf, -np.inf):
+        arr = base.copy()
+        arr[3, 4, 5] = bad
+        cases[f"one {bad}"] = arr
+    pair = base.copy()
+    pair[0, 0, 0], pair[1, 1, 1] = np.inf, -np.inf  # sums to NaN
+    cases["inf and -inf"] = pair
+    for name, arr in cases.items():
+        value = torch.from_numpy(arr) if kind == "torch" else arr
+        assert all_finite(value) == bool(np.isfinite(arr).all()), name

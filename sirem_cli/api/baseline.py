@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from sirem_cli.api.common import backend_info, check_positive
-from sirem_cli.errors import InputError
+from sirem_cli.errors import FormatError, InputError, NonFiniteError
 from sirem_cli.io.checks import check_device_option, check_finite_arrays
 from sirem_cli.io.estimates import recon_bytes
 from sirem_cli.io.output import check_output, claim_outputs
@@ -111,10 +111,34 @@ _GEOMETRY = ("traj", "dcf", "smaps")
 
 
 def _frames(ref: UtteranceRef, frames: slice, names: Sequence[str] = ()) -> dict[str, Any]:
-    """k-space, arms and ``names`` of a block of frames, plus the utterance's geometry."""
+    """k-space, arms and ``names`` of a block of frames, plus the utterance's geometry.
+
+    The k-space is not scanned for NaN/Inf here: every reconstruction finds them in its
+    first gridding pass (``NonFiniteError``), and :func:`_reconstruct` names the file then.
+    """
     data = PreparedSet.read(ref, ["kspace", "arms", *_GEOMETRY, *names], frames=frames)
-    check_finite_arrays(ref.path, ref.prefix, data, ["kspace", *_GEOMETRY, *names])
+    check_finite_arrays(ref.path, ref.prefix, data, [*_GEOMETRY, *names])
     return data
+
+
+def _reconstruct(ref: UtteranceRef, data: dict[str, Any], method: str, **kwargs: Any) -> Any:
+    """:func:`~sirem_cli.recon.baselines.reconstruct` on frames read by :func:`_frames`;
+    NaN/Inf k-space is reported with the file, utterance and first bad frame."""
+    from sirem_cli.recon.baselines import reconstruct
+
+    try:
+        return reconstruct(
+            method,
+            data["kspace"],
+            data["traj"],
+            data["dcf"],
+            data["smaps"],
+            arms=data.get("arms"),
+            **kwargs,
+        )
+    except NonFiniteError as err:
+        check_finite_arrays(ref.path, ref.prefix, data, ["kspace"])  # raises, naming the frame
+        raise FormatError(f"{ref.path}: utterance {ref.prefix}: {err}") from err
 
 
 def windows(n_frames: int, window: int, overlap: int) -> list[tuple[slice, slice]]:
@@ -163,7 +187,7 @@ def reconstruct_utterance(
     Returns:
         (F, H, W) float32 magnitudes in [0, 1] per frame.
     """
-    from sirem_cli.recon.baselines import PriorTerm, reconstruct
+    from sirem_cli.recon.baselines import PriorTerm
 
     spec = baseline_spec(config.method)
     start, stop = (0, ref.n_frames) if frames is None else (frames.start, frames.stop)
@@ -183,13 +207,10 @@ def reconstruct_utterance(
         if prior is not None:
             frames_p, weight = prior(span)
             term = PriorTerm(frames_p, weight, mu)
-        recon = reconstruct(
+        recon = _reconstruct(
+            ref,
+            data,
             config.method,
-            data["kspace"],
-            data["traj"],
-            data["dcf"],
-            data["smaps"],
-            arms=data.get("arms"),
             lam=lam,
             lam_spatial=lam_spatial,
             iters=config.iters,
@@ -202,20 +223,8 @@ def reconstruct_utterance(
 
 
 def _gridded(ref: UtteranceRef, frames: slice, device: str) -> np.ndarray:
-    from sirem_cli.recon.baselines import reconstruct
-
     data = _frames(ref, frames)
-    return reconstruct(
-        "gridding",
-        data["kspace"],
-        data["traj"],
-        data["dcf"],
-        data["smaps"],
-        arms=data.get("arms"),
-        lam=1.0,
-        device=device,
-        normalize=False,
-    )
+    return _reconstruct(ref, data, "gridding", lam=1.0, device=device, normalize=False)
 
 
 def tuning_target(refs: Sequence[UtteranceRef], requested: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sirem_cli.errors import FormatError
+from sirem_cli.imaging import all_finite
 
 #: Sample rates audio is recorded at: a duration that fits one of them (within 2 %) better than
 #: the header's rate points at a wrong rate in the wav header.
@@ -69,7 +70,7 @@ def check_finite_arrays(
         if name not in data or data[name] is None:
             continue
         values = np.asarray(data[name])
-        if values.dtype.kind not in "fc":
+        if values.dtype.kind not in "fc" or all_finite(values):
             continue
         finite = np.isfinite(values)
         if not finite.all():

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from sirem_cli.errors import InputError, ShapeError
-from sirem_cli.imaging import normalize_magnitude
+from sirem_cli.errors import InputError, NonFiniteError, ShapeError
+from sirem_cli.imaging import all_finite, normalize_magnitude
 from sirem_cli.recon.registry import baseline_spec
 
 #: Frames reconstructed together by the per-frame methods (bounds memory).
@@ -154,8 +154,8 @@ class BaselineProblem:
         self.b = self.op.adjoint(self.y, weights=self.weights)  # A^H W y, no weighted copy
         # NaN/inf anywhere in k-space reaches b (finite smaps and dcf are checked above);
         # checking the (8x smaller) image is cheaper than scanning k-space.
-        if not bool(torch.isfinite(torch.view_as_real(self.b)).all()):
-            raise InputError("kspace: contains NaN or infinite values")
+        if not all_finite(self.b):
+            raise NonFiniteError("kspace: contains NaN or infinite values")
         self._lipschitz: float | None = None
         self._scale: float | None = scale
 
