@@ -35,16 +35,18 @@ def prior_ckpt(prepared_n2: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def test_train_prior_stores_the_tuned_solve(prior_ckpt):
-    from sirem_cli.api.prior import MU_GRID, TV_FACTORS, read_prior
+    from sirem_cli.api.prior import MOTION_GRID, MU_GRID, TV_FACTORS, read_prior
 
     model, info, _ = read_prior(prior_ckpt)
     assert info["arms_per_frame"] == 2 and info["target"] == "truth"
     assert not model.config.no_audio and model.config.uncertainty
     scores = json.loads(info["tune_scores"])
-    assert len(scores) == 1 + len(MU_GRID) * len(TV_FACTORS)
-    assert (scores[0]["mu"], scores[0]["lam_time"]) == (0.0, info["ttv_lam"])  # ttv itself
+    assert len(scores) == 1 + len(MU_GRID) * len(TV_FACTORS) * len(MOTION_GRID)
+    first = scores[0]
+    assert (first["mu"], first["lam_time"], first["motion"]) == (0.0, info["ttv_lam"], 0.0)
     best = max(scores, key=lambda s: s["psnr"])
-    assert (info["mu"], info["lam_time"]) == (best["mu"], best["lam_time"])
+    chosen = (info["mu"], info["lam_time"], info["motion"])
+    assert chosen == (best["mu"], best["lam_time"], best["motion"])
     assert info["iters"] == 4 and json.loads(info["train_subjects"])
 
 
@@ -90,6 +92,7 @@ def test_no_audio_ablation_names_its_method(prepared_n2, tmp_path):
     model, info, _ = read_prior(ckpt)
     assert model.config.no_audio and info["mu"] == 0.1 and info["lam_time"] == 0.05
     assert json.loads(info["tune_scores"]) == []  # every weight given: nothing tuned
+    assert info["motion"] == 0.0
     _sirem("reconstruct", "--ckpt", ckpt, prepared_n2, out)
     assert ReconSet(out).attrs["method"] == "speech-prior-no-audio"
 
@@ -146,3 +149,16 @@ def test_zero_epochs_is_the_xbar_prior_weighted_by_the_static_map(prepared_n2, t
     )
     np.testing.assert_allclose(weight.numpy(), 1 - 0.9 * static, atol=1e-6)
     assert torch.is_tensor(weight)
+
+
+def test_a_prior_constant_in_time_tunes_no_motion_relaxation(prepared_n2, tmp_path):
+    """Without audio the predicted frames do not move, so the motion relaxation would be the
+    identity: the tuning grid leaves it out."""
+    from sirem_cli.api.prior import MU_GRID, TV_FACTORS, read_prior
+
+    ckpt = tmp_path / "na.pt"
+    _sirem("train", prepared_n2, "--model", "prior", "--no-audio", "--out", ckpt, *FAST)
+    _, info, _ = read_prior(ckpt)
+    scores = json.loads(info["tune_scores"])
+    assert len(scores) == 1 + len(MU_GRID) * len(TV_FACTORS)
+    assert {s["motion"] for s in scores} == {0.0} and info["motion"] == 0.0

@@ -172,6 +172,7 @@ def reconstruct_utterance(
     frames: slice | None = None,
     prior: Callable[[slice], tuple[Any, Any]] | None = None,
     mu: float = 0.0,
+    motion: float = 0.0,
 ) -> np.ndarray:
     """One utterance (or a block of its frames) in windows of bounded memory.
 
@@ -181,8 +182,8 @@ def reconstruct_utterance(
     not depend on where windows fall up to the overlap.
 
     ``prior`` (``ttv`` only) maps a slice of the utterance's frames to their (prior frames,
-    precision weight) for the speech prior's term of weight ``mu``
-    (:class:`~sirem_cli.recon.baselines.PriorTerm`).
+    precision weight) for the speech prior's term of weight ``mu`` and temporal-TV
+    relaxation ``motion`` (:class:`~sirem_cli.recon.baselines.PriorTerm`).
 
     Returns:
         (F, H, W) float32 magnitudes in [0, 1] per frame.
@@ -206,7 +207,7 @@ def reconstruct_utterance(
         term = None
         if prior is not None:
             frames_p, weight = prior(span)
-            term = PriorTerm(frames_p, weight, mu)
+            term = PriorTerm(frames_p, weight, mu, motion)
         recon = _reconstruct(
             ref,
             data,

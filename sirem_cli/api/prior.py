@@ -57,6 +57,9 @@ MU_GRID = (0.03, 0.1, 0.3, 1.0)
 DEFAULT_MU = 0.1
 #: Factors of temporal TV's own (lam_t, lam_s) tried with the prior.
 TV_FACTORS = (1.0, 2.0 / 3.0)
+#: Relaxations of temporal TV where the predicted frames move (``motion``; 0: off), tried
+#: with the prior (only 0 for a prior that does not change in time).
+MOTION_GRID = (0.0, 0.01, 0.03)
 #: Reference quantile of each frame's predicted variance for the precision weight.
 PRECISION_QUANTILE = 0.05
 #: How the prior's pixel weight M is formed: from the network's predicted variance, from
@@ -83,11 +86,11 @@ class PriorOptions:
         rank: R, audio-modulated basis maps of the network.
         iters: iterations of the data-consistent solve (tuning and reconstruction).
         tune: choose the weights on the validation speakers: temporal TV's own (lam_t, lam_s)
-            unless both are given, then mu (unless given) with the TV weights at
+            unless both are given, then mu and motion (unless given) with the TV weights at
             :data:`TV_FACTORS` of those. Without it: the values below or their defaults
-            (mu 0.1, ttv's default lam, no spatial TV).
+            (mu 0.1, ttv's default lam, no spatial TV, motion 0).
         tune_frames: consecutive middle frames of each validation utterance used to tune.
-        mu, lam_time, lam_spatial: fixed solve weights (None: tuned, or defaults).
+        mu, lam_time, lam_spatial, motion: fixed solve weights (None: tuned, or defaults).
         device: ``auto``, ``cpu`` or ``cuda``.
     """
 
@@ -107,6 +110,7 @@ class PriorOptions:
     mu: float | None = None
     lam_time: float | None = None
     lam_spatial: float | None = None
+    motion: float | None = None
     device: str = "auto"
 
     def validate(self) -> None:
@@ -128,15 +132,18 @@ class PriorOptions:
             raise InputError(f"--tune-frames must be >= 2, got {self.tune_frames}")
         if self.target not in ("auto", "truth", "reference"):
             raise InputError(f"--target must be auto, truth or reference, got {self.target!r}")
-        check_solve_weights(self.mu, self.lam_time, self.lam_spatial)
+        check_solve_weights(self.mu, self.lam_time, self.lam_spatial, self.motion)
         check_device_option(self.device)
 
 
 def check_solve_weights(
-    mu: float | None, lam_time: float | None, lam_spatial: float | None
+    mu: float | None,
+    lam_time: float | None,
+    lam_spatial: float | None,
+    motion: float | None = None,
 ) -> None:
     """Raise InputError for a weight that is not a finite number >= 0 (lam_t > 0)."""
-    for flag, value in (("--mu", mu), ("--lam-spatial", lam_spatial)):
+    for flag, value in (("--mu", mu), ("--lam-spatial", lam_spatial), ("--motion", motion)):
         if value is not None and not (np.isfinite(value) and value >= 0):
             raise InputError(f"{flag} must be a number >= 0, got {value}")
     if lam_time is not None and not (np.isfinite(lam_time) and lam_time > 0):
@@ -151,6 +158,7 @@ class SolveWeights:
     lam_time: float
     lam_spatial: float
     iters: int
+    motion: float = 0.0  # temporal TV relaxed where the prior moves (0: off)
 
 
 # -- features ---------------------------------------------------------------------------------
@@ -302,6 +310,7 @@ def solve_utterance(
         frames=frames,
         prior=None if prior is None or weights.mu == 0 else prior,
         mu=weights.mu,
+        motion=weights.motion,
     )
 
 
@@ -436,6 +445,7 @@ def _train_prior(
         "mu": weights.mu,
         "lam_time": weights.lam_time,
         "lam_spatial": weights.lam_spatial,
+        "motion": weights.motion,
         "iters": weights.iters,
         "ttv_lam": ttv[0],
         "ttv_lam_spatial": ttv[1],
@@ -507,14 +517,12 @@ def _choose_weights(
     ttv = (float(lam_t), float(lam_s))
     if not options.tune:
         mu = options.mu if options.mu is not None else DEFAULT_MU
-        return SolveWeights(float(mu), ttv[0], ttv[1], options.iters), ttv, []
+        motion = float(options.motion or 0.0)
+        return SolveWeights(float(mu), ttv[0], ttv[1], options.iters, motion), ttv, []
     # With the prior, TV's weights at 1 and 2/3 of its own (the prior takes part of its
     # work). mu = 0 at TV's own weights is temporal TV itself: a prior that does not beat it
     # on the validation speakers is not used (mu = 0 stored), so the default never does worse
     # than the MRI-only solution there.
-    mus = MU_GRID if options.mu is None else (options.mu,)
-    factors = TV_FACTORS
-    grid = [(0.0, 1.0)] + [(m, f) for m in mus for f in factors if m > 0]
     blocks = []
     for ref in val_refs:
         n = min(options.tune_frames, ref.n_frames)
@@ -523,9 +531,16 @@ def _choose_weights(
         truth = normalize_magnitude(PreparedSet.read(ref, [target], frames=block)[target])
         ctx, xbar = utterance_inputs(ref, options.n_mels, options.half_context)
         blocks.append((ref, block, truth, UtterancePrior(model, ctx, xbar, None, mode, static)))
+    mus = MU_GRID if options.mu is None else (options.mu,)
+    motions = MOTION_GRID if options.motion is None else (options.motion,)
+    if options.motion is None and not any(_moves(prior, block) for _, block, _, prior in blocks):
+        motions = (0.0,)  # a prior constant in time: the relaxation is the identity
+    grid = [(0.0, 1.0, 0.0)] + [
+        (m, f, r) for m in mus for f in TV_FACTORS for r in motions if m > 0
+    ]
     scores = []
-    for i, (mu, factor) in enumerate(grid):
-        weights = SolveWeights(mu, ttv[0] * factor, ttv[1] * factor, options.iters)
+    for i, (mu, factor, motion) in enumerate(grid):
+        weights = SolveWeights(mu, ttv[0] * factor, ttv[1] * factor, options.iters, motion)
         values = [
             float(
                 np.mean(
@@ -543,8 +558,18 @@ def _choose_weights(
         if progress is not None:
             progress("prior weights", i + 1, len(grid))
     best = max(scores, key=lambda s: s["psnr"])
-    chosen = SolveWeights(best["mu"], best["lam_time"], best["lam_spatial"], options.iters)
+    chosen = SolveWeights(
+        best["mu"], best["lam_time"], best["lam_spatial"], options.iters, best["motion"]
+    )
     return chosen, ttv, scores
+
+
+def _moves(prior: UtterancePrior, block: slice) -> bool:
+    """Whether the predicted prior frames of ``block`` change in time."""
+    from sirem_cli.recon.prior import motion_map
+
+    frames, _ = prior(block)
+    return float(motion_map(frames).max()) > 0
 
 
 # -- reconstruction ---------------------------------------------------------------------------
@@ -588,6 +613,7 @@ def run_reconstruct_prior(
     mu: float | None = None,
     lam_time: float | None = None,
     lam_spatial: float | None = None,
+    motion: float | None = None,
     iters: int | None = None,
     window: int = 512,
     overlap: int = 32,
@@ -596,10 +622,11 @@ def run_reconstruct_prior(
 ) -> PriorReconstructResult:
     """Reconstruct ``split`` of ``prepared`` with a speech-prior checkpoint into a recon file.
 
-    ``mu``, ``lam_time``, ``lam_spatial`` and ``iters`` override the checkpoint's tuned values.
+    ``mu``, ``lam_time``, ``lam_spatial``, ``motion`` and ``iters`` override the checkpoint's
+    tuned values (a checkpoint from before ``motion`` existed has motion 0).
     """
     check_device_option(device)
-    check_solve_weights(mu, lam_time, lam_spatial)
+    check_solve_weights(mu, lam_time, lam_spatial, motion)
     if iters is not None and iters < 1:
         raise InputError(f"--iters must be >= 1, got {iters}")
     if window < 2 or not 0 <= overlap < window:
@@ -632,6 +659,7 @@ def run_reconstruct_prior(
         float(info["lam_time"] if lam_time is None else lam_time),
         float(info["lam_spatial"] if lam_spatial is None else lam_spatial),
         int(info["iters"] if iters is None else iters),
+        float(info.get("motion", 0.0) if motion is None else motion),
     )
     with claim_outputs(
         [out],

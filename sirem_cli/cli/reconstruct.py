@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -21,7 +22,7 @@ from sirem_cli.cli._options import JsonOutput, Quiet
 
 PRIOR_PANEL = "Speech prior checkpoints (sirem train --model prior)"
 #: Options that only a speech-prior checkpoint takes, and only a paper-model one.
-PRIOR_ONLY = ("mu", "lam", "lam_spatial", "iters", "window", "overlap")
+PRIOR_ONLY = ("mu", "lam", "lam_spatial", "motion", "iters", "window", "overlap")
 FUSION_ONLY = ("batch", "branch", "hubert", "bf16", "no_cache")
 
 
@@ -60,6 +61,12 @@ def reconstruct(
         rich_help_panel=PRIOR_PANEL,
         help="Spatial TV weight, relative (default: the checkpoint's).",
     ),
+    motion: float = typer.Option(
+        None,
+        "--motion",
+        rich_help_panel=PRIOR_PANEL,
+        help="Temporal TV relaxation where the prior moves; 0: off (default: the checkpoint's).",
+    ),
     iters: int = typer.Option(
         None, "--iters", rich_help_panel=PRIOR_PANEL, help="Iterations (default: the checkpoint's)."
     ),
@@ -87,9 +94,20 @@ def reconstruct(
         if wrong:
             raise fail(f"{ckpt}: a speech-prior checkpoint does not take {', '.join(wrong)}")
         _reconstruct_prior(
-            ckpt, inputs, out_file, split, device, mu, lam, lam_spatial, iters, window,
-            overlap, overwrite,
-        )  # fmt: skip
+            ckpt,
+            inputs,
+            out_file,
+            overwrite,
+            split=split,
+            device=device,
+            mu=mu,
+            lam_time=lam,
+            lam_spatial=lam_spatial,
+            motion=motion,
+            iters=iters,
+            window=window,
+            overlap=overlap,
+        )
         return
     wrong = given_options(ctx, PRIOR_ONLY)
     if wrong:
@@ -137,37 +155,16 @@ def reconstruct(
 
 
 def _reconstruct_prior(
-    ckpt: Path,
-    inputs: list[Path],
-    out_file: Path,
-    split: str,
-    device: str,
-    mu: float | None,
-    lam: float | None,
-    lam_spatial: float | None,
-    iters: int | None,
-    window: int,
-    overlap: int,
-    overwrite: bool,
+    ckpt: Path, inputs: list[Path], out_file: Path, overwrite: bool, **solve: Any
 ) -> None:
+    """``sirem reconstruct`` with a speech-prior checkpoint; ``solve`` holds the keyword
+    options of :func:`~sirem_cli.api.prior.run_reconstruct_prior` (None: the checkpoint's)."""
     with cli_errors():
         from sirem_cli.api.prior import run_reconstruct_prior
 
         with stage_progress("reconstruct") as report:
             result = run_reconstruct_prior(
-                ckpt,
-                inputs,
-                out_file,
-                split=split,
-                device=device,
-                mu=mu,
-                lam_time=lam,
-                lam_spatial=lam_spatial,
-                iters=iters,
-                window=window,
-                overlap=overlap,
-                overwrite=overwrite,
-                progress=report,
+                ckpt, inputs, out_file, overwrite=overwrite, progress=report, **solve
             )
     if result.notice:
         notice(result.notice)
@@ -177,7 +174,8 @@ def _reconstruct_prior(
     out.print(
         table(
             f"sirem reconstruct ({result.method}: mu {w.mu:g}, lam_t {w.lam_time:.4g}, "
-            f"lam_s {w.lam_spatial:.4g}, {w.iters} iterations) -> {result.out}",
+            f"lam_s {w.lam_spatial:.4g}, motion {w.motion:g}, {w.iters} iterations) -> "
+            f"{result.out}",
             ["utterance", "frames", "ms/frame", "prior network ms/frame"],
             [[p, n, f"{ms:.2f}", f"{net:.2f}"] for p, n, ms, net in result.rows],
         )
@@ -191,6 +189,7 @@ def _reconstruct_prior(
             "mu": w.mu,
             "lam_time": w.lam_time,
             "lam_spatial": w.lam_spatial,
+            "motion": w.motion,
             "iters": w.iters,
             "rows": [
                 {"utterance": p, "frames": n, "ms_per_frame": ms, "prior_ms_per_frame": net}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -28,13 +29,18 @@ from sirem_cli.cli._options import (
 )
 from sirem_cli.models.registry import ARM_SELECTIONS, ENCODERS, FUSION_MAPS, FUSIONS, MODELS
 
+if TYPE_CHECKING:
+    from sirem_cli.api.prior import PriorOptions
+
 PRIOR_PANEL = "Speech prior (--model prior)"
 #: Options of the paper model that --model prior does not take, and the reverse.
 FUSION_ONLY = (
     "encoder", "hubert", "bf16", "arm_lr", "weight_decay", "val_every", "budget", "eba",
     "fusion", "arm_select", "resume", "no_cache",
 )  # fmt: skip
-PRIOR_ONLY = ("frames_per_epoch", "iters", "tune", "tune_frames", "mu", "lam", "lam_spatial")
+PRIOR_ONLY = (
+    "frames_per_epoch", "iters", "tune", "tune_frames", "mu", "lam", "lam_spatial", "motion",
+)  # fmt: skip
 
 
 def train(
@@ -144,6 +150,13 @@ def train(
         rich_help_panel=PRIOR_PANEL,
         help="Spatial TV weight, relative (fixed).",
     ),
+    motion: float = typer.Option(
+        None,
+        "--motion",
+        rich_help_panel=PRIOR_PANEL,
+        help="Relax temporal TV where the predicted prior frames move: the mean frame-to-frame "
+        "change (relative to the prior's peak) at which its weight halves; 0: off (fixed).",
+    ),
     quiet: Quiet = False,
     json_output: JsonOutput = False,
 ) -> None:
@@ -153,10 +166,27 @@ def train(
         wrong = given_options(ctx, FUSION_ONLY)
         if wrong:
             raise fail(f"{', '.join(wrong)}: options of --model fusion, not --model prior")
-        _train_prior(
-            prepared, out_file, epochs, batch_size, lr, no_audio, target, seed, device,
-            overwrite, frames_per_epoch, iters, tune, tune_frames, mu, lam, lam_spatial,
-        )  # fmt: skip
+        with cli_errors():
+            from sirem_cli.api.prior import PriorOptions
+
+            options = PriorOptions(
+                epochs=epochs,
+                batch_size=64 if batch_size is None else batch_size,
+                frames_per_epoch=frames_per_epoch,
+                lr=1e-3 if lr is None else lr,
+                no_audio=no_audio,
+                target="auto" if target is None else target,
+                seed=seed,
+                iters=iters,
+                tune=tune,
+                tune_frames=tune_frames,
+                mu=mu,
+                lam_time=lam,
+                lam_spatial=lam_spatial,
+                motion=motion,
+                device=device,
+            )
+        _train_prior(prepared, out_file, options, overwrite)
         return
     wrong = given_options(ctx, PRIOR_ONLY)
     if wrong:
@@ -290,43 +320,12 @@ def train(
 
 
 def _train_prior(
-    prepared: list[Path],
-    out_file: Path | None,
-    epochs: int,
-    batch_size: int | None,
-    lr: float | None,
-    no_audio: bool,
-    target: str | None,
-    seed: int,
-    device: str,
-    overwrite: bool,
-    frames_per_epoch: int,
-    iters: int,
-    tune: bool,
-    tune_frames: int,
-    mu: float | None,
-    lam: float | None,
-    lam_spatial: float | None,
+    prepared: list[Path], out_file: Path | None, options: PriorOptions, overwrite: bool
 ) -> None:
+    """``sirem train --model prior`` with its :class:`~sirem_cli.api.prior.PriorOptions`."""
     with cli_errors():
-        from sirem_cli.api.prior import PriorOptions, run_train_prior
+        from sirem_cli.api.prior import run_train_prior
 
-        options = PriorOptions(
-            epochs=epochs,
-            batch_size=64 if batch_size is None else batch_size,
-            frames_per_epoch=frames_per_epoch,
-            lr=1e-3 if lr is None else lr,
-            no_audio=no_audio,
-            target="auto" if target is None else target,
-            seed=seed,
-            iters=iters,
-            tune=tune,
-            tune_frames=tune_frames,
-            mu=mu,
-            lam_time=lam,
-            lam_spatial=lam_spatial,
-            device=device,
-        )
         with progress() as bar:
             stage = bar.add_task("features", total=None, info="")
             epoch_task = None
@@ -375,17 +374,18 @@ def _train_prior(
             table(
                 "solve weights on the validation speakers (mean PSNR of the "
                 f"data-consistent reconstruction, {result.weights.iters} iterations)",
-                ["mu", "lam_t", "lam_s", "PSNR dB"],
+                ["mu", "lam_t", "lam_s", "motion", "PSNR dB"],
                 [
                     [f"{s['mu']:g}", f"{s['lam_time']:.4g}", f"{s['lam_spatial']:.4g}",
-                     f"{s['psnr']:.2f}"]
+                     f"{s['motion']:g}", f"{s['psnr']:.2f}"]
                     for s in result.scores
                 ],
             )
         )  # fmt: skip
     w = result.weights
     out.print(
-        f"stored: mu {w.mu:g}, lam_t {w.lam_time:.4g}, lam_s {w.lam_spatial:.4g}, {w.iters} "
+        f"stored: mu {w.mu:g}, lam_t {w.lam_time:.4g}, lam_s {w.lam_spatial:.4g}, "
+        f"motion {w.motion:g}, {w.iters} "
         f"iterations (ttv's own: lam {result.ttv[0]:.4g}, lam_spatial {result.ttv[1]:.4g})"
     )
     emit(
@@ -399,6 +399,7 @@ def _train_prior(
             "mu": w.mu,
             "lam_time": w.lam_time,
             "lam_spatial": w.lam_spatial,
+            "motion": w.motion,
             "iters": w.iters,
             "ttv_lam": result.ttv[0],
             "ttv_lam_spatial": result.ttv[1],

@@ -191,11 +191,14 @@ class PriorTerm:
         prior: (F, H, W) complex prior frames p (any scale: s is fitted to the data).
         weight: M, (F, H, W) or (H, W) real >= 0, or None (1).
         mu: weight relative to L, the largest eigenvalue of A^H W A (0: plain ``ttv``).
+        motion: relax temporal TV where the prior frames move
+            (:func:`sirem_cli.recon.prior.motion_time_weight`; 0: off).
     """
 
     prior: Any
     weight: Any = None
     mu: float = 0.0
+    motion: float = 0.0
 
 
 def solve(
@@ -297,6 +300,7 @@ def _prior_solve(
         lipschitz=problem.lipschitz(),
         iters=int(iters),
         progress=progress,
+        motion=float(prior.motion),
     )
 
 

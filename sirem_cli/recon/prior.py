@@ -3,12 +3,13 @@
 Per utterance of F frames (each with its own interleaves), the solve is::
 
     x = argmin_x 1/2 ||W^(1/2)(A x - y)||^2 + mu/2 ||M^(1/2)(x - s (.) p)||^2
-                 + lam_s TV_iso(x) + lam_t ||D_t x||_1
+                 + lam_s TV_iso(x) + lam_t ||w (.) D_t x||_1
 
 with A the SENSE-NUFFT of each frame's own arms, W the density compensation, p (F, H, W)
 complex prior frames (e.g. from :func:`sirem_cli.models.speech_prior.prior_frames`),
 s (F,) a per-frame complex scale, M (H, W) or (F, H, W) a non-negative pixel weight and
-D_t the forward difference across frames. The prior term is a quadratic with Hessian
+D_t the forward difference across frames, w (H, W) the temporal weight (1, or relaxed
+where the prior frames move: :func:`motion_time_weight`). The prior term is a quadratic with Hessian
 ``mu M`` (M diagonal), so the smooth part stays ``1/2 <x, N' x> - Re <x, b'> + c'`` with::
 
     N' = A^H W A + mu M,      b' = A^H W y + mu M (s (.) p),
@@ -101,6 +102,44 @@ def prior_weight(static_map: torch.Tensor, floor: float = DEFAULT_WEIGHT_FLOOR) 
     if not bool(torch.isfinite(w).all()) or float(w.min()) < 0 or float(w.max()) > 1:
         raise ShapeError("static map: values must be finite and in [0, 1]")
     return 1.0 - (1.0 - floor) * w
+
+
+def motion_map(prior: torch.Tensor) -> torch.Tensor:
+    """Where the prior frames move: ``m(r) = mean_t |p_{t+1}(r) - p_t(r)| / max |p|``.
+
+    Args:
+        prior: (F, H, W) complex or real prior frames.
+
+    Returns:
+        (H, W) real map >= 0; all zero for a prior that does not change in time (a network
+        without audio, x_bar) or a single frame.
+    """
+    if not isinstance(prior, torch.Tensor) or prior.ndim != 3:
+        raise ShapeError(f"prior: expected (F, H, W) frames, got {tuple(prior.shape)}")
+    mag = prior.abs()
+    peak = float(mag.max()) if mag.numel() else 0.0
+    if prior.shape[0] < 2 or peak <= 0:
+        return torch.zeros(prior.shape[-2:], dtype=mag.dtype, device=prior.device)
+    return (prior[1:] - prior[:-1]).abs().mean(dim=0) / peak
+
+
+def motion_time_weight(prior: torch.Tensor, motion: float) -> torch.Tensor | None:
+    """The per-pixel weight of temporal TV where the prior says the tissue moves:
+    ``w(r) = 1 / (1 + m(r) / motion)`` with m the :func:`motion_map` (None for motion 0).
+
+    Temporal TV at one weight everywhere trades the blur of moving articulators against
+    the noise of static tissue; the speech prior's predicted frames say, for this
+    utterance, where the vocal tract moves, so the penalty on temporal change is relaxed
+    there and kept elsewhere. ``motion`` is the map value (a mean frame-to-frame change,
+    relative to the prior's peak) at which the weight halves; where the prior is static
+    (m = 0) the weight is 1, so a prior that does not change in time leaves temporal TV as
+    it is.
+    """
+    if not (math.isfinite(motion) and motion >= 0):
+        raise ShapeError(f"motion: expected a finite number >= 0, got {motion}")
+    if motion == 0:
+        return None
+    return 1.0 / (1.0 + motion_map(prior) / motion)
 
 
 def _frame_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -201,6 +240,7 @@ def prior_solve(
     data_const: float = 0.0,
     track_objective: bool = False,
     progress: ProgressFn | None = None,
+    motion: float = 0.0,
 ) -> PriorSolveResult:
     """Temporal-TV reconstruction pulled towards a per-frame prior image.
 
@@ -232,6 +272,8 @@ def prior_solve(
         data_const: ``1/2 ||W^(1/2) y||^2`` for the reported objective.
         track_objective: record the full objective (data + prior + TV) every iteration.
         progress: called with the iteration number.
+        motion: with mu > 0, relax temporal TV where the prior moves
+            (:func:`motion_time_weight`; 0: one weight everywhere).
 
     Returns:
         :class:`PriorSolveResult`.
@@ -286,6 +328,7 @@ def prior_solve(
         track_objective=track_objective,
         progress=progress,
         x0=target if (warm_start and mu_abs > 0) else None,
+        time_weight=motion_time_weight(prior, motion) if mu_abs > 0 else None,
     )
     return PriorSolveResult(
         x=res.x,

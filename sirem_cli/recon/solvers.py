@@ -392,8 +392,9 @@ def pdhg_tv(
     track_objective: bool = False,
     progress: ProgressFn | None = None,
     x0: torch.Tensor | None = None,
+    time_weight: torch.Tensor | None = None,
 ) -> SolverResult:
-    """Condat-Vu primal-dual for ``f(x) + lam_s TV_iso(x) + lam_t ||D_t x||_1``.
+    """Condat-Vu primal-dual for ``f(x) + lam_s TV_iso(x) + lam_t ||w (.) D_t x||_1``.
 
     Iteration (K = [grad2d; grad_time], dual u in the product of the two l_inf balls)::
 
@@ -416,6 +417,8 @@ def pdhg_tv(
         track_objective: evaluate the objective after every iteration.
         progress: called with the iteration number after each iteration.
         x0: (F, H, W) starting point (None: zeros); the dual variables start at zero.
+        time_weight: w, real > 0, (H, W) or (F - 1, H, W): a per-pixel weight of the
+            temporal differences (None: 1; the dual's bound becomes ``lam_t w``).
 
     Returns:
         :class:`SolverResult`.
@@ -439,6 +442,9 @@ def pdhg_tv(
     u_t = (
         torch.zeros((n_frames - 1, *b.shape[1:]), dtype=b.dtype, device=b.device) if use_t else None
     )
+    t_bound: float | torch.Tensor = lam_time
+    if time_weight is not None:
+        t_bound = _time_bound(time_weight, lam_time, b)
     result = SolverResult(x=x, lipschitz=lipschitz)
     for it in range(iters):
         direction = normal(x) - b
@@ -455,20 +461,35 @@ def pdhg_tv(
             u_s /= shrink
         if u_t is not None:
             u_t.add_(x_bar[1:] - x_bar[:-1], alpha=sigma)
-            u_t /= _abs2(u_t).sqrt_().div_(lam_time).clamp_min_(1.0)
+            u_t /= _abs2(u_t).sqrt_().div_(t_bound).clamp_min_(1.0)
         x = x_new
         if track_objective:
             obj = _data_term(x, normal(x), b, data_const)
             if lam_spatial > 0:
                 obj += lam_spatial * float(tv_iso(x).sum())
             if lam_time > 0 and n_frames > 1:
-                obj += lam_time * float(tv_time(x))
+                if time_weight is None:
+                    obj += lam_time * float(tv_time(x))
+                else:
+                    obj += float((grad_time(x).abs() * t_bound).sum())
             result.objective.append(obj)
         if progress is not None:
             progress(it + 1)
     result.x = x
     result.iters = iters
     return result
+
+
+def _time_bound(weight: torch.Tensor, lam_time: float, b: torch.Tensor) -> torch.Tensor:
+    """lam_t * w as a real tensor broadcasting over the F - 1 temporal differences."""
+    w = torch.as_tensor(weight).to(device=b.device, dtype=b.real.dtype)
+    if w.is_complex() or w.shape not in (b.shape[-2:], (b.shape[0] - 1, *b.shape[-2:])):
+        raise ShapeError(
+            f"time_weight: expected a real (H, W) or (F - 1, H, W) tensor, got {tuple(w.shape)}"
+        )
+    if not bool(torch.isfinite(w).all()) or float(w.min()) <= 0:
+        raise ShapeError("time_weight: values must be finite and > 0")
+    return lam_time * w
 
 
 # -- the regularizers' linear maps as operators ---------------------------------------------
