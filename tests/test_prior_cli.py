@@ -162,3 +162,16 @@ def test_a_prior_constant_in_time_tunes_no_motion_relaxation(prepared_n2, tmp_pa
     scores = json.loads(info["tune_scores"])
     assert len(scores) == 1 + len(MU_GRID) * len(TV_FACTORS)
     assert {s["motion"] for s in scores} == {0.0} and info["motion"] == 0.0
+
+
+def test_target_truth_without_truth_names_the_prior_option(prepared_n2, tmp_path):
+    bare = tmp_path / "bare.h5"
+    shutil.copy(prepared_n2, bare)
+    with h5py.File(bare, "a") as f:
+        for group in f["utterances"].values():
+            del group["truth"]
+    ckpt = tmp_path / "p.pt"
+    text = _sirem(
+        "train", bare, "--model", "prior", "--target", "truth", "--out", ckpt, *FAST, code=2
+    )  # fmt: skip
+    assert "no truth (--target)" in text and "Traceback" not in text and not ckpt.exists()

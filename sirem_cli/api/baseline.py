@@ -228,14 +228,14 @@ def _gridded(ref: UtteranceRef, frames: slice, device: str) -> np.ndarray:
     return _reconstruct(ref, data, "gridding", lam=1.0, device=device, normalize=False)
 
 
-def tuning_target(refs: Sequence[UtteranceRef], requested: str) -> str:
+def tuning_target(refs: Sequence[UtteranceRef], requested: str, flag: str = "--lam-target") -> str:
+    """The frames to score against: ``requested``, or for ``auto`` the truth where every
+    utterance has it and the reference otherwise (``flag`` names the option in errors)."""
     with_truth = all("truth" in PreparedSet.read(r, ["truth"], frames=slice(0, 1)) for r in refs)
     if requested == "auto":
         return "truth" if with_truth else "reference"
     if requested == "truth" and not with_truth:
-        raise InputError(
-            f"{refs[0].path}: the {refs[0].split} utterances have no truth (--lam-target)"
-        )
+        raise InputError(f"{refs[0].path}: the {refs[0].split} utterances have no truth ({flag})")
     return requested
 
 

@@ -399,7 +399,7 @@ def _train_prior(
             "empty) to keep its best epoch and tune its weights; prepare with --splits"
         )
     arms, image_size, frame_rate = _geometry([*train_refs, *val_refs])
-    target = tuning_target([*train_refs, *val_refs], options.target)
+    target = tuning_target([*train_refs, *val_refs], options.target, "--target")
     device = str(resolve_device(options.device))
     stat = static_map(train_refs)
     train = prior_data(train_refs, target, options, stat, progress, "training features")
