@@ -22,6 +22,11 @@ def normalize_magnitude(images: Any) -> np.ndarray:
     return mag / np.where(peak > 0, peak, 1)[:, None, None]
 
 
+def is_torch(data: Any) -> bool:
+    """True for a torch tensor (checked without importing torch)."""
+    return type(data).__module__.startswith("torch")
+
+
 def all_finite(values: Any) -> bool:
     """True when a numpy array or torch tensor (real or complex) holds no NaN or Inf.
 
@@ -29,7 +34,7 @@ def all_finite(values: Any) -> bool:
     an element-wise ``isfinite`` on large arrays, which allocates a mask. A sum that
     overflows (finite values near the dtype's maximum) falls back to the exact check.
     """
-    if type(values).__module__.startswith("torch"):
+    if is_torch(values):
         import torch
 
         real = torch.view_as_real(values) if values.is_complex() else values

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from sirem_cli.errors import ShapeError
+from sirem_cli.imaging import is_torch
 
 
 class LinearOp:
@@ -127,9 +128,7 @@ class DiagOp(LinearOp):
 
     def _like(self, x: Any) -> Any:
         """The weights as numpy for a numpy input (torch weights are converted once)."""
-        if type(x).__module__.startswith("torch") or not type(self.weights).__module__.startswith(
-            "torch"
-        ):
+        if is_torch(x) or not is_torch(self.weights):
             return self.weights
         if self._numpy is None:
             self._numpy = self.weights.detach().cpu().numpy()

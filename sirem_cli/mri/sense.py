@@ -40,9 +40,10 @@ import numpy as np
 import torch
 
 from sirem_cli.errors import ShapeError
+from sirem_cli.imaging import is_torch
 from sirem_cli.linop import DiagOp, LinearOp, check_trailing
 from sirem_cli.nufft import NufftOp, shared_nufft
-from sirem_cli.nufft.base import check_traj, is_torch
+from sirem_cli.nufft.base import check_traj
 
 _CDTYPES = {
     "complex64": torch.complex64,

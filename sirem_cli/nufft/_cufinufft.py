@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from sirem_cli.errors import BackendUnavailable, InputError
+from sirem_cli.imaging import is_torch
 from sirem_cli.nufft.backend import GPU_FIX
-from sirem_cli.nufft.base import NufftOp, is_torch
+from sirem_cli.nufft.base import NufftOp
 
 #: Plan options for the adjoint (type 1) unless ``plan_opts`` says otherwise: the sorted
 #: points-driven spreader (GM-sort). cufinufft's automatic choice for 2D is the shared-memory

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from sirem_cli.errors import InputError, ShapeError
+from sirem_cli.imaging import is_torch
 from sirem_cli.linop import LinearOp
 
 #: Default accuracy per complex dtype: 1e-4 suffices for complex64 MRI data
@@ -41,11 +42,6 @@ _COMPLEX_OF = {
     "complex64": "complex64",
     "complex128": "complex128",
 }
-
-
-def is_torch(data: Any) -> bool:
-    """True for a torch tensor (checked without importing torch)."""
-    return type(data).__module__.startswith("torch")
 
 
 def dtype_name(data: Any) -> str:

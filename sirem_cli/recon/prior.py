@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import torch
 
 from sirem_cli.errors import ShapeError
-from sirem_cli.recon.solvers import NormalFn, ProgressFn, pdhg_tv
+from sirem_cli.recon.solvers import NormalFn, ProgressFn, grad_time, pdhg_tv
 
 #: Default floor of the prior weight ``M = 1 - (1 - floor) w``: where the static
 #: explained-by-audio map w is 1 (moving articulators), the prior keeps 10 % of its weight.
@@ -115,12 +115,13 @@ def motion_map(prior: torch.Tensor) -> torch.Tensor:
         without audio, x_bar) or a single frame.
     """
     if not isinstance(prior, torch.Tensor) or prior.ndim != 3:
-        raise ShapeError(f"prior: expected (F, H, W) frames, got {tuple(prior.shape)}")
+        shape = tuple(getattr(prior, "shape", ()))
+        raise ShapeError(f"prior: expected (F, H, W) frames, got {shape}")
     mag = prior.abs()
     peak = float(mag.max()) if mag.numel() else 0.0
     if prior.shape[0] < 2 or peak <= 0:
         return torch.zeros(prior.shape[-2:], dtype=mag.dtype, device=prior.device)
-    return (prior[1:] - prior[:-1]).abs().mean(dim=0) / peak
+    return grad_time(prior).abs().mean(dim=0) / peak
 
 
 def motion_time_weight(prior: torch.Tensor, motion: float) -> torch.Tensor | None:

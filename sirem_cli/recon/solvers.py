@@ -482,11 +482,12 @@ def pdhg_tv(
 
 def _time_bound(weight: torch.Tensor, lam_time: float, b: torch.Tensor) -> torch.Tensor:
     """lam_t * w as a real tensor broadcasting over the F - 1 temporal differences."""
-    w = torch.as_tensor(weight).to(device=b.device, dtype=b.real.dtype)
+    w = torch.as_tensor(weight)
     if w.is_complex() or w.shape not in (b.shape[-2:], (b.shape[0] - 1, *b.shape[-2:])):
         raise ShapeError(
             f"time_weight: expected a real (H, W) or (F - 1, H, W) tensor, got {tuple(w.shape)}"
         )
+    w = w.to(device=b.device, dtype=b.real.dtype)
     if not bool(torch.isfinite(w).all()) or float(w.min()) <= 0:
         raise ShapeError("time_weight: values must be finite and > 0")
     return lam_time * w
