@@ -9,6 +9,9 @@ arms per frame, and reconstructs the test speakers with
   untrained network predicts no deviation), weights tuned on validation;
 * ``prior``: the speech prior (``sirem train --model prior``) and ``prior-no-audio``, its
   ablation (the same network and training with the audio zeroed);
+* ``no-audio-at-prior`` and ``prior-at-no-audio``: the 2 x 2 of network and solve weights,
+  each network reconstructed at the other's tuned (mu, lam_t, lam_s, motion) (``sirem
+  reconstruct``'s overrides), so that the audio is also compared with the solve held fixed;
 * ``sirem`` (the paper's model as published, ``--fusion convex``) and ``residual``
   (``--fusion residual``), both trained with the mel encoder against the truth,
 
@@ -43,8 +46,14 @@ sys.path.insert(0, str(ROOT))
 
 SIREM = [sys.executable, "-m", "sirem_cli"]
 ROWS = (
-    "gridding", "wavelet", "tv", "ttv", "xbar", "prior", "prior-no-audio", "sirem", "residual",
+    "gridding", "wavelet", "tv", "ttv", "xbar", "prior", "prior-no-audio",
+    "no-audio-at-prior", "prior-at-no-audio", "sirem", "residual",
 )  # fmt: skip
+#: The shared-weights rows: row -> (network's row, the row whose tuned solve weights it uses).
+CROSS_ROWS = {
+    "no-audio-at-prior": ("prior-no-audio", "prior"),
+    "prior-at-no-audio": ("prior", "prior-no-audio"),
+}
 
 
 def _run(args: list[str], log: Path) -> None:
@@ -109,6 +118,7 @@ def reconstruct_rows(case: Path, prepared: Path, rows: list[str], opts: argparse
         ]
         _step(ckpt, [*train, "--iters", iters, "--tune-frames", str(opts.tune_frames)], log)
         files[row] = _step(out, ["reconstruct", "--ckpt", str(ckpt), str(prepared), str(out)], log)
+    files.update(cross_rows(case, prepared, rows, files, log))
     fusion_cases = {"sirem": "convex", "residual": "residual"}
     for row, fusion in fusion_cases.items():
         if row not in rows:
@@ -121,6 +131,28 @@ def reconstruct_rows(case: Path, prepared: Path, rows: list[str], opts: argparse
         _step(ckpt, train, log)
         files[row] = _step(out, ["reconstruct", "--ckpt", str(ckpt), str(prepared), str(out)], log)
     return files
+
+
+def cross_rows(case: Path, prepared: Path, rows: list[str], files: dict, log: Path) -> dict:
+    """Each prior network reconstructed at the other's tuned solve weights (both rows needed)."""
+    from sirem_cli.io.prepared import ReconSet
+
+    out_files: dict[str, Path] = {}
+    for row, (network, weights_of) in CROSS_ROWS.items():
+        if row not in rows:
+            continue
+        if network not in files or weights_of not in files:
+            raise SystemExit(f"study: row {row} needs the rows {network} and {weights_of}")
+        config = ReconSet(files[weights_of]).config
+        weights = [
+            "--mu", str(config["mu"]), "--lam", str(config["lam_time"]),
+            "--lam-spatial", str(config["lam_spatial"]), "--motion", str(config.get("motion", 0)),
+        ]  # fmt: skip
+        out = case / f"{row}.h5"
+        ckpt = case / f"{network}.pt"
+        args = ["reconstruct", "--ckpt", str(ckpt), str(prepared), str(out), *weights]
+        out_files[row] = _step(out, args, log)
+    return out_files
 
 
 def score(prepared: Path, files: dict[str, Path]) -> dict[str, Any]:
@@ -228,7 +260,18 @@ def checks(rows: dict[str, Any]) -> dict[str, str]:
         out["time prior / ttv"] = f"{p['ms_per_frame'] / t['ms_per_frame']:.2f}x"
     if "prior" in rows and "prior-no-audio" in rows:
         d = rows["prior"]["psnr"] - rows["prior-no-audio"]["psnr"]
-        out["prior - prior-no-audio (the audio)"] = f"{d:+.2f} dB PSNR"
+        ls = rows["prior"]["psnr_ls"] - rows["prior-no-audio"]["psnr_ls"]
+        out["prior - prior-no-audio (the audio, each tuned)"] = f"{d:+.2f} dB PSNR, {ls:+.2f} LS"
+    for row, (network, weights_of) in CROSS_ROWS.items():
+        if row in rows and weights_of in rows:  # the audio at one set of solve weights
+            audio, mute = (
+                (rows[weights_of], rows[row])
+                if network != "prior"
+                else (rows[row], rows[weights_of])
+            )
+            d = audio["psnr"] - mute["psnr"]
+            ls = audio["psnr_ls"] - mute["psnr_ls"]
+            out[f"the audio at {weights_of}'s weights"] = f"{d:+.2f} dB PSNR, {ls:+.2f} LS"
     if "xbar" in rows and "ttv" in rows:
         out["xbar - ttv"] = f"{rows['xbar']['psnr'] - rows['ttv']['psnr']:+.2f} dB PSNR"
     return out
