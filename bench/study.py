@@ -11,7 +11,7 @@ arms per frame, and reconstructs the test speakers with
   ablation (the same network and training with the audio zeroed);
 * ``no-audio-at-prior`` and ``prior-at-no-audio``: the 2 x 2 of network and solve weights,
   each network reconstructed at the other's tuned (mu, lam_t, lam_s, motion) (``sirem
-  reconstruct``'s overrides), so that the audio is also compared with the solve held fixed;
+  reconstruct --weights-from``), so that the audio is also compared with the solve held fixed;
 * ``sirem`` (the paper's model as published, ``--fusion convex``) and ``residual``
   (``--fusion residual``), both trained with the mel encoder against the truth,
 
@@ -134,24 +134,18 @@ def reconstruct_rows(case: Path, prepared: Path, rows: list[str], opts: argparse
 
 
 def cross_rows(case: Path, prepared: Path, rows: list[str], files: dict, log: Path) -> dict:
-    """Each prior network reconstructed at the other's tuned solve weights (both rows needed)."""
-    from sirem_cli.io.prepared import ReconSet
-
+    """Each prior network reconstructed at the other's tuned solve weights
+    (``sirem reconstruct --weights-from``; both rows needed)."""
     out_files: dict[str, Path] = {}
     for row, (network, weights_of) in CROSS_ROWS.items():
         if row not in rows:
             continue
         if network not in files or weights_of not in files:
             raise SystemExit(f"study: row {row} needs the rows {network} and {weights_of}")
-        config = ReconSet(files[weights_of]).config
-        weights = [
-            "--mu", str(config["mu"]), "--lam", str(config["lam_time"]),
-            "--lam-spatial", str(config["lam_spatial"]), "--motion", str(config.get("motion", 0)),
-        ]  # fmt: skip
         out = case / f"{row}.h5"
-        ckpt = case / f"{network}.pt"
-        args = ["reconstruct", "--ckpt", str(ckpt), str(prepared), str(out), *weights]
-        out_files[row] = _step(out, args, log)
+        ckpt, other = case / f"{network}.pt", case / f"{weights_of}.pt"
+        args = ["reconstruct", "--ckpt", str(ckpt), str(prepared), str(out)]
+        out_files[row] = _step(out, [*args, "--weights-from", str(other)], log)
     return out_files
 
 

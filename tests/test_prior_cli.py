@@ -97,6 +97,55 @@ def test_no_audio_ablation_names_its_method(prepared_n2, tmp_path):
     assert ReconSet(out).attrs["method"] == "speech-prior-no-audio"
 
 
+def test_weights_from_reconstructs_the_ablation_at_the_full_models_weights(
+    prior_ckpt, prepared_n2, tmp_path
+):
+    """--weights-from takes another checkpoint's tuned solve weights (explicit options still
+    override): the same as giving them by hand, and recorded."""
+    from sirem_cli.api.prior import read_prior
+
+    ckpt = tmp_path / "na.pt"
+    _sirem(
+        "train", prepared_n2, "--model", "prior", "--no-audio", "--out", ckpt, *FAST,
+        "--no-tune", "--mu", "0.02", "--lam", "0.07", "--lam-spatial", "0.001",
+    )  # fmt: skip
+    _, info, _ = read_prior(prior_ckpt)
+    shared, by_hand = tmp_path / "shared.h5", tmp_path / "hand.h5"
+    _sirem("reconstruct", "--ckpt", ckpt, prepared_n2, shared, "--weights-from", prior_ckpt)
+    _sirem(
+        "reconstruct", "--ckpt", ckpt, prepared_n2, by_hand, "--mu", info["mu"],
+        "--lam", info["lam_time"], "--lam-spatial", info["lam_spatial"],
+        "--motion", info["motion"], "--iters", info["iters"],
+    )  # fmt: skip
+    config = json.loads(ReconSet(shared).attrs["config"])
+    assert config["weights_from"] == str(prior_ckpt) and config["checkpoint"] == str(ckpt)
+    assert (config["mu"], config["lam_time"], config["lam_spatial"]) == (
+        info["mu"], info["lam_time"], info["lam_spatial"],
+    )  # fmt: skip
+    ref = PreparedSet([prepared_n2]).select("test")[0]
+    assert np.array_equal(ReconSet(shared).read(ref.prefix), ReconSet(by_hand).read(ref.prefix))
+    # an explicit option wins over the other checkpoint's value
+    mine = tmp_path / "mine.h5"
+    _sirem(
+        "reconstruct", "--ckpt", ckpt, prepared_n2, mine, "--weights-from", prior_ckpt,
+        "--mu", "0.5",
+    )  # fmt: skip
+    assert json.loads(ReconSet(mine).attrs["config"])["mu"] == 0.5
+    # not a speech-prior checkpoint; the output is the checkpoint the weights come from
+    fake = tmp_path / "other.pt"
+    import torch
+
+    torch.save({"format": "sirem-checkpoint"}, fake)
+    bad = tmp_path / "bad.h5"
+    text = _sirem("reconstruct", "--ckpt", ckpt, prepared_n2, bad, "--weights-from", fake, code=2)
+    assert str(fake) in text and "Traceback" not in text and not bad.exists()
+    text = _sirem(
+        "reconstruct", "--ckpt", ckpt, prepared_n2, prior_ckpt, "--weights-from", prior_ckpt,
+        code=2,
+    )  # fmt: skip
+    assert "Traceback" not in text and read_prior(prior_ckpt)[1]["mu"] == info["mu"]
+
+
 def test_bad_inputs_are_one_line(prior_ckpt, prepared_n2, prepared_file, tmp_path):
     out = tmp_path / "r.h5"
     # a checkpoint trained on 2-arm frames on a 13-arm file

@@ -617,6 +617,7 @@ def run_reconstruct_prior(
     lam_spatial: float | None = None,
     motion: float | None = None,
     iters: int | None = None,
+    weights_from: Path | None = None,
     window: int = 512,
     overlap: int = 32,
     overwrite: bool = False,
@@ -626,6 +627,9 @@ def run_reconstruct_prior(
 
     ``mu``, ``lam_time``, ``lam_spatial``, ``motion`` and ``iters`` override the checkpoint's
     tuned values (a checkpoint from before ``motion`` existed has motion 0).
+    ``weights_from``: another speech-prior checkpoint (of the same arms per frame) whose tuned
+    solve weights replace this one's, the explicit values still overriding: an ablation
+    reconstructed at the full model's weights, so that only the network differs.
     """
     check_device_option(device)
     check_solve_weights(mu, lam_time, lam_spatial, motion)
@@ -635,9 +639,10 @@ def run_reconstruct_prior(
         raise InputError(
             f"--window must be >= 2 and --overlap in 0..window-1 ({window}, {overlap})"
         )
-    inputs = [*prepared, checkpoint]
+    inputs = [*prepared, checkpoint, *([weights_from] if weights_from is not None else [])]
     check_output(Path(out), inputs=inputs, overwrite=overwrite, kind=RECON_FORMAT)
     model, info, static = read_prior(checkpoint)
+    tuned = info if weights_from is None else _solve_info(Path(weights_from), info)
     refs = PreparedSet(prepared).select(split)
     for ref in refs:
         if ref.arms_per_frame != int(info["arms_per_frame"]):
@@ -657,11 +662,11 @@ def run_reconstruct_prior(
                 "prepare the corpus again with this sirem for the speech prior"
             )
     weights = SolveWeights(
-        float(info["mu"] if mu is None else mu),
-        float(info["lam_time"] if lam_time is None else lam_time),
-        float(info["lam_spatial"] if lam_spatial is None else lam_spatial),
-        int(info["iters"] if iters is None else iters),
-        float(info.get("motion", 0.0) if motion is None else motion),
+        float(tuned["mu"] if mu is None else mu),
+        float(tuned["lam_time"] if lam_time is None else lam_time),
+        float(tuned["lam_spatial"] if lam_spatial is None else lam_spatial),
+        int(tuned["iters"] if iters is None else iters),
+        float(tuned.get("motion", 0.0) if motion is None else motion),
     )
     with claim_outputs(
         [out],
@@ -672,8 +677,28 @@ def run_reconstruct_prior(
     ):
         return _reconstruct_prior(
             checkpoint, prepared, Path(out), refs, (model, info, static), weights, split,
-            device, window, overlap, progress,
+            device, window, overlap, progress, weights_from,
         )  # fmt: skip
+
+
+def _solve_info(source: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """The tuned solve weights of another speech-prior checkpoint (for ``weights_from``).
+
+    Raises:
+        InputError: not a speech-prior checkpoint, or one of other arms per frame.
+    """
+    from sirem_cli.training.prior import read_prior_checkpoint
+
+    _, payload = read_prior_checkpoint(source)
+    other = dict(payload.get("info", {}))
+    if other.get("kind") != PRIOR_METHOD:
+        raise InputError(f"{source}: a speech-prior network without its solve settings")
+    if int(other["arms_per_frame"]) != int(info["arms_per_frame"]):
+        raise InputError(
+            f"{source}: its weights were tuned on frames of {other['arms_per_frame']} arms, "
+            f"the checkpoint's frames have {info['arms_per_frame']}"
+        )
+    return other
 
 
 def _reconstruct_prior(
@@ -688,6 +713,7 @@ def _reconstruct_prior(
     window: int,
     overlap: int,
     progress: StageFn | None,
+    weights_from: Path | None = None,
 ) -> PriorReconstructResult:
     from sirem_cli.recon.baselines import import_backends
 
@@ -707,6 +733,7 @@ def _reconstruct_prior(
         "target": info.get("target", "truth"),
         "train_subjects": sorted(trained_on),
         **asdict(weights),
+        "weights_from": str(weights_from) if weights_from is not None else None,
         "prior_weight": mode,
         "window": window,
         "overlap": overlap,

@@ -22,7 +22,7 @@ from sirem_cli.cli._options import JsonOutput, Quiet
 
 PRIOR_PANEL = "Speech prior checkpoints (sirem train --model prior)"
 #: Options that only a speech-prior checkpoint takes, and only a paper-model one.
-PRIOR_ONLY = ("mu", "lam", "lam_spatial", "motion", "iters", "window", "overlap")
+PRIOR_ONLY = ("mu", "lam", "lam_spatial", "motion", "iters", "weights_from", "window", "overlap")
 FUSION_ONLY = ("batch", "branch", "hubert", "bf16", "no_cache")
 
 
@@ -70,6 +70,13 @@ def reconstruct(
     iters: int = typer.Option(
         None, "--iters", rich_help_panel=PRIOR_PANEL, help="Iterations (default: the checkpoint's)."
     ),
+    weights_from: Path = typer.Option(
+        None,
+        "--weights-from",
+        rich_help_panel=PRIOR_PANEL,
+        help="Use the tuned solve weights of this other speech-prior checkpoint (an ablation "
+        "at the full model's weights); the options above still override.",
+    ),
     window: int = typer.Option(
         512, "--window", rich_help_panel=PRIOR_PANEL, help="Frames solved at once (memory bound)."
     ),
@@ -105,6 +112,7 @@ def reconstruct(
             lam_spatial=lam_spatial,
             motion=motion,
             iters=iters,
+            weights_from=weights_from,
             window=window,
             overlap=overlap,
         )
