@@ -224,3 +224,12 @@ def test_target_truth_without_truth_names_the_prior_option(prepared_n2, tmp_path
         "train", bare, "--model", "prior", "--target", "truth", "--out", ckpt, *FAST, code=2
     )  # fmt: skip
     assert "no truth (--target)" in text and "Traceback" not in text and not ckpt.exists()
+
+
+def test_weights_from_a_checkpoint_of_other_arms_is_refused(prior_ckpt):
+    from sirem_cli.api.prior import _solve_info
+    from sirem_cli.errors import InputError
+
+    with pytest.raises(InputError, match=r"frames of 2 arms.*have 13"):
+        _solve_info(prior_ckpt, {"arms_per_frame": 13})
+    assert _solve_info(prior_ckpt, {"arms_per_frame": 2})["kind"] == "speech-prior"

@@ -687,12 +687,7 @@ def _solve_info(source: Path, info: dict[str, Any]) -> dict[str, Any]:
     Raises:
         InputError: not a speech-prior checkpoint, or one of other arms per frame.
     """
-    from sirem_cli.training.prior import read_prior_checkpoint
-
-    _, payload = read_prior_checkpoint(source)
-    other = dict(payload.get("info", {}))
-    if other.get("kind") != PRIOR_METHOD:
-        raise InputError(f"{source}: a speech-prior network without its solve settings")
+    _, other, _ = read_prior(source)
     if int(other["arms_per_frame"]) != int(info["arms_per_frame"]):
         raise InputError(
             f"{source}: its weights were tuned on frames of {other['arms_per_frame']} arms, "
