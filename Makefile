@@ -56,9 +56,9 @@ bench: setup
 ablation: setup
 	$(BIN)/python bench/ablation.py --out $(BENCH_DIR)/ablation
 
-# Issue 14's science: the speech prior against temporal TV, its no-audio ablation, the x_bar
-# prior and the paper's model, on 16 held-out synthetic speakers at 2 arms per frame (docs/study.md;
-# about 1.5 h on 2 cores). More cases: STUDY_ARGS="--spread 1 0.5 0 --arms 2 13".
+# Issue 14's science: the speech prior against temporal TV, its no-audio ablation (each tuned
+# and at shared solve weights), the x_bar prior and the paper's model, on 16 held-out synthetic
+# speakers at 2 arms per frame (docs/study.md; about 1.5 h on 2 cores). More cases: STUDY_ARGS="--spread 1 0.5 0 --arms 2 13".
 study: setup
 	$(BIN)/python bench/study.py --out $(BENCH_DIR)/study $(STUDY_ARGS)
 
