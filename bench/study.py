@@ -238,6 +238,11 @@ def markdown(results: dict[str, Any], opts: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def _margin(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Row a minus row b in PSNR and PSNR-LS."""
+    return f"{a['psnr'] - b['psnr']:+.2f} dB PSNR, {a['psnr_ls'] - b['psnr_ls']:+.2f} LS"
+
+
 def checks(rows: dict[str, Any]) -> dict[str, str]:
     """The acceptance comparisons that the rows allow, stated as measured."""
     out: dict[str, str] = {}
@@ -253,19 +258,14 @@ def checks(rows: dict[str, Any]) -> dict[str, str]:
         out["worst utterance, prior - ttv"] = f"{worst:+.2f} dB"
         out["time prior / ttv"] = f"{p['ms_per_frame'] / t['ms_per_frame']:.2f}x"
     if "prior" in rows and "prior-no-audio" in rows:
-        d = rows["prior"]["psnr"] - rows["prior-no-audio"]["psnr"]
-        ls = rows["prior"]["psnr_ls"] - rows["prior-no-audio"]["psnr_ls"]
-        out["prior - prior-no-audio (the audio, each tuned)"] = f"{d:+.2f} dB PSNR, {ls:+.2f} LS"
+        out["prior - prior-no-audio (the audio, each tuned)"] = _margin(
+            rows["prior"], rows["prior-no-audio"]
+        )
     for row, (network, weights_of) in CROSS_ROWS.items():
         if row in rows and weights_of in rows:  # the audio at one set of solve weights
-            audio, mute = (
-                (rows[weights_of], rows[row])
-                if network != "prior"
-                else (rows[row], rows[weights_of])
-            )
-            d = audio["psnr"] - mute["psnr"]
-            ls = audio["psnr_ls"] - mute["psnr_ls"]
-            out[f"the audio at {weights_of}'s weights"] = f"{d:+.2f} dB PSNR, {ls:+.2f} LS"
+            pair = (rows[row], rows[weights_of])
+            audio, mute = pair if network == "prior" else pair[::-1]
+            out[f"the audio at {weights_of}'s weights"] = _margin(audio, mute)
     if "xbar" in rows and "ttv" in rows:
         out["xbar - ttv"] = f"{rows['xbar']['psnr'] - rows['ttv']['psnr']:+.2f} dB PSNR"
     return out
