@@ -35,18 +35,30 @@ def prior_ckpt(prepared_n2: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def test_train_prior_stores_the_tuned_solve(prior_ckpt):
-    from sirem_cli.api.prior import MOTION_GRID, MU_GRID, TV_FACTORS, read_prior
+    from sirem_cli.api.prior import (
+        MOTION_GRID,
+        MU_GRID,
+        TV_FACTORS,
+        UNCERTAINTY_GRID,
+        read_prior,
+    )
 
     model, info, _ = read_prior(prior_ckpt)
     assert info["arms_per_frame"] == 2 and info["target"] == "truth"
     assert not model.config.no_audio and model.config.uncertainty
     scores = json.loads(info["tune_scores"])
-    assert len(scores) == 1 + len(MU_GRID) * len(TV_FACTORS) * len(MOTION_GRID)
+    # a trained network moves its frames and weights them by its predicted variance: both
+    # relaxations are on the grid
+    grid = len(MU_GRID) * len(TV_FACTORS) * len(MOTION_GRID) * len(UNCERTAINTY_GRID)
+    assert len(scores) == 1 + grid
     first = scores[0]
-    assert (first["mu"], first["lam_time"], first["motion"]) == (0.0, info["ttv_lam"], 0.0)
+    assert (first["mu"], first["lam_time"], first["motion"], first["uncertainty"]) == (
+        0.0, info["ttv_lam"], 0.0, 0.0,
+    )  # fmt: skip
+    assert {s["uncertainty"] for s in scores} == set(UNCERTAINTY_GRID)
     best = max(scores, key=lambda s: s["psnr"])
-    chosen = (info["mu"], info["lam_time"], info["motion"])
-    assert chosen == (best["mu"], best["lam_time"], best["motion"])
+    keys = ("mu", "lam_time", "motion", "uncertainty")
+    assert tuple(info[k] for k in keys) == tuple(best[k] for k in keys)
     assert info["iters"] == 4 and json.loads(info["train_subjects"])
 
 
@@ -92,7 +104,7 @@ def test_no_audio_ablation_names_its_method(prepared_n2, tmp_path):
     model, info, _ = read_prior(ckpt)
     assert model.config.no_audio and info["mu"] == 0.1 and info["lam_time"] == 0.05
     assert json.loads(info["tune_scores"]) == []  # every weight given: nothing tuned
-    assert info["motion"] == 0.0
+    assert info["motion"] == 0.0 and info["uncertainty"] == 0.0
     _sirem("reconstruct", "--ckpt", ckpt, prepared_n2, out)
     assert ReconSet(out).attrs["method"] == "speech-prior-no-audio"
 
@@ -115,7 +127,8 @@ def test_weights_from_reconstructs_the_ablation_at_the_full_models_weights(
     _sirem(
         "reconstruct", "--ckpt", ckpt, prepared_n2, by_hand, "--mu", info["mu"],
         "--lam", info["lam_time"], "--lam-spatial", info["lam_spatial"],
-        "--motion", info["motion"], "--iters", info["iters"],
+        "--motion", info["motion"], "--uncertainty", info["uncertainty"],
+        "--iters", info["iters"],
     )  # fmt: skip
     config = json.loads(ReconSet(shared).attrs["config"])
     assert config["weights_from"] == str(prior_ckpt) and config["checkpoint"] == str(ckpt)
@@ -131,6 +144,13 @@ def test_weights_from_reconstructs_the_ablation_at_the_full_models_weights(
         "--mu", "0.5",
     )  # fmt: skip
     assert json.loads(ReconSet(mine).attrs["config"])["mu"] == 0.5
+    # --uncertainty is an explicit option too: recorded, and it changes the solve
+    unsure = tmp_path / "unsure.h5"
+    _sirem(
+        "reconstruct", "--ckpt", ckpt, prepared_n2, unsure, "--weights-from", prior_ckpt,
+        "--uncertainty", "0.2",
+    )  # fmt: skip
+    assert json.loads(ReconSet(unsure).attrs["config"])["uncertainty"] == 0.2
     # not a speech-prior checkpoint; the output is the checkpoint the weights come from
     fake = tmp_path / "other.pt"
     import torch
@@ -202,15 +222,38 @@ def test_zero_epochs_is_the_xbar_prior_weighted_by_the_static_map(prepared_n2, t
 
 def test_a_prior_constant_in_time_tunes_no_motion_relaxation(prepared_n2, tmp_path):
     """Without audio the predicted frames do not move, so the motion relaxation would be the
-    identity: the tuning grid leaves it out."""
-    from sirem_cli.api.prior import MU_GRID, TV_FACTORS, read_prior
+    identity: the tuning grid leaves it out. The network's predicted variance still varies,
+    so the uncertainty relaxation stays on the grid (the same menu as the full model's)."""
+    from sirem_cli.api.prior import MU_GRID, TV_FACTORS, UNCERTAINTY_GRID, read_prior
 
     ckpt = tmp_path / "na.pt"
     _sirem("train", prepared_n2, "--model", "prior", "--no-audio", "--out", ckpt, *FAST)
     _, info, _ = read_prior(ckpt)
     scores = json.loads(info["tune_scores"])
-    assert len(scores) == 1 + len(MU_GRID) * len(TV_FACTORS)
+    assert len(scores) == 1 + len(MU_GRID) * len(TV_FACTORS) * len(UNCERTAINTY_GRID)
     assert {s["motion"] for s in scores} == {0.0} and info["motion"] == 0.0
+    assert {s["uncertainty"] for s in scores} == set(UNCERTAINTY_GRID)
+
+
+def test_relaxable_says_which_relaxations_can_act():
+    import torch
+
+    from sirem_cli.api.prior import _relaxable
+
+    still = torch.ones(4, 6, 6, dtype=torch.complex64)
+    moving = still * torch.arange(1, 5).reshape(4, 1, 1)
+    low = torch.full((4, 6, 6), 0.5)
+
+    def prior(frames, weight):
+        return lambda block: (frames[block], weight)
+
+    block = slice(0, 4)
+    assert _relaxable([(prior(still, None), block)]) == (False, False)
+    assert _relaxable([(prior(still, torch.ones(4, 6, 6)), block)]) == (False, False)
+    assert _relaxable([(prior(still, low), block)]) == (False, True)
+    assert _relaxable([(prior(still, None), block), (prior(moving, None), block)]) == (
+        True, False,
+    )  # fmt: skip
 
 
 def test_target_truth_without_truth_names_the_prior_option(prepared_n2, tmp_path):

@@ -32,6 +32,7 @@ from sirem_cli.recon.prior import (
     motion_time_weight,
     prior_solve,
     prior_weight,
+    uncertainty_map,
 )
 from sirem_cli.recon.solvers import grad_time, pdhg_tv, tv_iso
 from sirem_cli.training.prior import (
@@ -258,6 +259,42 @@ def test_motion_map_and_its_temporal_weight(sense):
     off = prior_solve(sense.normal, b, moving, **kwargs).x
     on = prior_solve(sense.normal, b, moving, motion=0.05, **kwargs).x
     assert grad_time(on).abs().sum() > grad_time(off).abs().sum()
+
+
+def test_uncertainty_relaxes_temporal_tv_where_the_prior_weight_is_low(sense):
+    """u = mean_t max(0, 1 - M_t); w = 1 / (1 + m / motion + u / uncertainty), each term only
+    with its strength > 0; M = 1 everywhere (or no weight) leaves temporal TV as it is."""
+    gen = torch.Generator().manual_seed(9)
+    weight = torch.rand(5, *SHAPE, generator=gen, dtype=torch.float64) * 1.5  # some M > 1
+    u = uncertainty_map(weight)
+    torch.testing.assert_close(u, (1 - weight).clamp_min(0).mean(dim=0))
+    torch.testing.assert_close(uncertainty_map(weight[0]), (1 - weight[0]).clamp_min(0))
+    assert float(uncertainty_map(torch.ones(3, *SHAPE)).abs().max()) == 0.0
+    still = _crandn(gen, 1, *SHAPE).expand(5, *SHAPE).clone()
+    moving = _crandn(gen, 5, *SHAPE)
+    w = motion_time_weight(still, 0.0, weight=weight, uncertainty=0.5)
+    torch.testing.assert_close(w, 1 / (1 + u / 0.5))
+    both = motion_time_weight(moving, 0.05, weight=weight, uncertainty=0.5)
+    torch.testing.assert_close(both, 1 / (1 + motion_map(moving) / 0.05 + u / 0.5))
+    assert motion_time_weight(moving, 0.0, weight=None, uncertainty=0.5) is None
+    assert motion_time_weight(moving, 0.0, weight=weight, uncertainty=0.0) is None
+    with pytest.raises(ShapeError, match="uncertainty"):
+        motion_time_weight(moving, 0.0, weight=weight, uncertainty=float("nan"))
+    with pytest.raises(ShapeError, match="weight"):
+        uncertainty_map(torch.ones(2, 3, 4, 5))
+    # in the solve: with M = 1 (no weight) the relaxation is the identity; with a low M
+    # somewhere it lets the frames change more there
+    _, b, lip, _ = _problem(sense, n_frames=5, seed=10)
+    kwargs = dict(mu=0.1, lam_spatial=0.01, lam_time=0.05, lipschitz=lip, iters=30)
+    off = prior_solve(sense.normal, b, still, **kwargs).x
+    on = prior_solve(sense.normal, b, still, uncertainty=0.5, **kwargs).x
+    torch.testing.assert_close(on, off, rtol=1e-12, atol=1e-12)
+    low = torch.ones(5, *SHAPE, dtype=torch.float64)
+    low[:, 3:9, 3:9] = 0.1
+    off = prior_solve(sense.normal, b, still, weight=low, **kwargs).x
+    on = prior_solve(sense.normal, b, still, weight=low, uncertainty=0.5, **kwargs).x
+    inside = (slice(None), slice(3, 9), slice(3, 9))
+    assert grad_time(on)[inside].abs().sum() > grad_time(off)[inside].abs().sum()
 
 
 def test_warm_start(sense):

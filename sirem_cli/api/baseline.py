@@ -173,6 +173,7 @@ def reconstruct_utterance(
     prior: Callable[[slice], tuple[Any, Any]] | None = None,
     mu: float = 0.0,
     motion: float = 0.0,
+    uncertainty: float = 0.0,
 ) -> np.ndarray:
     """One utterance (or a block of its frames) in windows of bounded memory.
 
@@ -183,7 +184,7 @@ def reconstruct_utterance(
 
     ``prior`` (``ttv`` only) maps a slice of the utterance's frames to their (prior frames,
     precision weight) for the speech prior's term of weight ``mu`` and temporal-TV
-    relaxation ``motion`` (:class:`~sirem_cli.recon.baselines.PriorTerm`).
+    relaxations ``motion`` and ``uncertainty`` (:class:`~sirem_cli.recon.baselines.PriorTerm`).
 
     Returns:
         (F, H, W) float32 magnitudes in [0, 1] per frame.
@@ -207,7 +208,7 @@ def reconstruct_utterance(
         term = None
         if prior is not None:
             frames_p, weight = prior(span)
-            term = PriorTerm(frames_p, weight, mu, motion)
+            term = PriorTerm(frames_p, weight, mu, motion, uncertainty)
         recon = _reconstruct(
             ref,
             data,

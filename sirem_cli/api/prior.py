@@ -62,6 +62,11 @@ TV_FACTORS = (1.0, 2.0 / 3.0)
 #: with the prior (only 0 for a prior that does not change in time). 0.03 and 0.005 scored
 #: below 0.01 on validation at both anatomy spreads of the study.
 MOTION_GRID = (0.0, 0.01)
+#: Relaxations of temporal TV where the prior is unsure (``uncertainty``: the mean 1 - M at
+#: which the weight halves; 0: off), tried with the prior (only 0 for a prior whose weight M
+#: is 1 everywhere). 1 scored above 0.3 and 3 for the no-audio network on validation
+#: (anatomy spread 1; docs/study.md).
+UNCERTAINTY_GRID = (0.0, 1.0)
 #: Reference quantile of each frame's predicted variance for the precision weight.
 PRECISION_QUANTILE = 0.05
 #: How the prior's pixel weight M is formed: from the network's predicted variance, from
@@ -88,11 +93,12 @@ class PriorOptions:
         rank: R, audio-modulated basis maps of the network.
         iters: iterations of the data-consistent solve (tuning and reconstruction).
         tune: choose the weights on the validation speakers: temporal TV's own (lam_t, lam_s)
-            unless both are given, then mu and motion (unless given) with the TV weights at
-            :data:`TV_FACTORS` of those. Without it: the values below or their defaults
-            (mu 0.1, ttv's default lam, no spatial TV, motion 0).
+            unless both are given, then mu, motion and uncertainty (unless given) with the
+            TV weights at :data:`TV_FACTORS` of those. Without it: the values below or their
+            defaults (mu 0.1, ttv's default lam, no spatial TV, motion and uncertainty 0).
         tune_frames: consecutive middle frames of each validation utterance used to tune.
-        mu, lam_time, lam_spatial, motion: fixed solve weights (None: tuned, or defaults).
+        mu, lam_time, lam_spatial, motion, uncertainty: fixed solve weights (None: tuned,
+            or defaults).
         device: ``auto``, ``cpu`` or ``cuda``.
     """
 
@@ -113,6 +119,7 @@ class PriorOptions:
     lam_time: float | None = None
     lam_spatial: float | None = None
     motion: float | None = None
+    uncertainty: float | None = None
     device: str = "auto"
 
     def validate(self) -> None:
@@ -134,7 +141,7 @@ class PriorOptions:
             raise InputError(f"--tune-frames must be >= 2, got {self.tune_frames}")
         if self.target not in ("auto", "truth", "reference"):
             raise InputError(f"--target must be auto, truth or reference, got {self.target!r}")
-        check_solve_weights(self.mu, self.lam_time, self.lam_spatial, self.motion)
+        check_solve_weights(self.mu, self.lam_time, self.lam_spatial, self.motion, self.uncertainty)
         check_device_option(self.device)
 
 
@@ -143,9 +150,15 @@ def check_solve_weights(
     lam_time: float | None,
     lam_spatial: float | None,
     motion: float | None = None,
+    uncertainty: float | None = None,
 ) -> None:
     """Raise InputError for a weight that is not a finite number >= 0 (lam_t > 0)."""
-    for flag, value in (("--mu", mu), ("--lam-spatial", lam_spatial), ("--motion", motion)):
+    for flag, value in (
+        ("--mu", mu),
+        ("--lam-spatial", lam_spatial),
+        ("--motion", motion),
+        ("--uncertainty", uncertainty),
+    ):
         if value is not None and not (np.isfinite(value) and value >= 0):
             raise InputError(f"{flag} must be a number >= 0, got {value}")
     if lam_time is not None and not (np.isfinite(lam_time) and lam_time > 0):
@@ -161,6 +174,7 @@ class SolveWeights:
     lam_spatial: float
     iters: int
     motion: float = 0.0  # temporal TV relaxed where the prior moves (0: off)
+    uncertainty: float = 0.0  # ... and where the prior is unsure (low M; 0: off)
 
 
 # -- features ---------------------------------------------------------------------------------
@@ -313,6 +327,7 @@ def solve_utterance(
         prior=None if prior is None or weights.mu == 0 else prior,
         mu=weights.mu,
         motion=weights.motion,
+        uncertainty=weights.uncertainty,
     )
 
 
@@ -448,6 +463,7 @@ def _train_prior(
         "lam_time": weights.lam_time,
         "lam_spatial": weights.lam_spatial,
         "motion": weights.motion,
+        "uncertainty": weights.uncertainty,
         "iters": weights.iters,
         "ttv_lam": ttv[0],
         "ttv_lam_spatial": ttv[1],
@@ -519,8 +535,8 @@ def _choose_weights(
     ttv = (float(lam_t), float(lam_s))
     if not options.tune:
         mu = options.mu if options.mu is not None else DEFAULT_MU
-        motion = float(options.motion or 0.0)
-        return SolveWeights(float(mu), ttv[0], ttv[1], options.iters, motion), ttv, []
+        motion, unsure = float(options.motion or 0.0), float(options.uncertainty or 0.0)
+        return SolveWeights(float(mu), ttv[0], ttv[1], options.iters, motion, unsure), ttv, []
     # With the prior, TV's weights at 1 and 2/3 of its own (the prior takes part of its
     # work). mu = 0 at TV's own weights is temporal TV itself: a prior that does not beat it
     # on the validation speakers is not used (mu = 0 stored), so the default never does worse
@@ -535,14 +551,20 @@ def _choose_weights(
         blocks.append((ref, block, truth, UtterancePrior(model, ctx, xbar, None, mode, static)))
     mus = MU_GRID if options.mu is None else (options.mu,)
     motions = MOTION_GRID if options.motion is None else (options.motion,)
-    if options.motion is None and not any(_moves(prior, block) for _, block, _, prior in blocks):
+    unsures = UNCERTAINTY_GRID if options.uncertainty is None else (options.uncertainty,)
+    moves, unsure = _relaxable([(prior, block) for _, block, _, prior in blocks])
+    if options.motion is None and not moves:
         motions = (0.0,)  # a prior constant in time: the relaxation is the identity
-    grid = [(0.0, 1.0, 0.0)] + [
-        (m, f, r) for m in mus for f in TV_FACTORS for r in motions if m > 0
+    if options.uncertainty is None and not unsure:
+        unsures = (0.0,)  # M = 1 everywhere: likewise
+    grid = [(0.0, 1.0, 0.0, 0.0)] + [
+        (m, f, r, u) for m in mus for f in TV_FACTORS for r in motions for u in unsures if m > 0
     ]
     scores = []
-    for i, (mu, factor, motion) in enumerate(grid):
-        weights = SolveWeights(mu, ttv[0] * factor, ttv[1] * factor, options.iters, motion)
+    for i, (mu, factor, motion, unsure_w) in enumerate(grid):
+        weights = SolveWeights(
+            mu, ttv[0] * factor, ttv[1] * factor, options.iters, motion, unsure_w
+        )
         values = [
             float(
                 np.mean(
@@ -561,17 +583,27 @@ def _choose_weights(
             progress("prior weights", i + 1, len(grid))
     best = max(scores, key=lambda s: s["psnr"])
     chosen = SolveWeights(
-        best["mu"], best["lam_time"], best["lam_spatial"], options.iters, best["motion"]
+        best["mu"],
+        best["lam_time"],
+        best["lam_spatial"],
+        options.iters,
+        best["motion"],
+        best["uncertainty"],
     )
     return chosen, ttv, scores
 
 
-def _moves(prior: UtterancePrior, block: slice) -> bool:
-    """Whether the predicted prior frames of ``block`` change in time."""
-    from sirem_cli.recon.prior import motion_map
+def _relaxable(blocks: Sequence[tuple[UtterancePrior, slice]]) -> tuple[bool, bool]:
+    """(whether the predicted prior frames change in time, whether their weight M is
+    below 1 anywhere) in any of the blocks: which relaxations of temporal TV can act."""
+    from sirem_cli.recon.prior import motion_map, uncertainty_map
 
-    frames, _ = prior(block)
-    return float(motion_map(frames).max()) > 0
+    moves = unsure = False
+    for prior, block in blocks:
+        frames, weight = prior(block)
+        moves = moves or float(motion_map(frames).max()) > 0
+        unsure = unsure or (weight is not None and float(uncertainty_map(weight).max()) > 0)
+    return moves, unsure
 
 
 # -- reconstruction ---------------------------------------------------------------------------
@@ -616,6 +648,7 @@ def run_reconstruct_prior(
     lam_time: float | None = None,
     lam_spatial: float | None = None,
     motion: float | None = None,
+    uncertainty: float | None = None,
     iters: int | None = None,
     weights_from: Path | None = None,
     window: int = 512,
@@ -625,14 +658,15 @@ def run_reconstruct_prior(
 ) -> PriorReconstructResult:
     """Reconstruct ``split`` of ``prepared`` with a speech-prior checkpoint into a recon file.
 
-    ``mu``, ``lam_time``, ``lam_spatial``, ``motion`` and ``iters`` override the checkpoint's
-    tuned values (a checkpoint from before ``motion`` existed has motion 0).
+    ``mu``, ``lam_time``, ``lam_spatial``, ``motion``, ``uncertainty`` and ``iters`` override
+    the checkpoint's tuned values (a checkpoint from before ``motion`` or ``uncertainty``
+    existed has 0 for it).
     ``weights_from``: another speech-prior checkpoint (of the same arms per frame) whose tuned
     solve weights replace this one's, the explicit values still overriding: an ablation
     reconstructed at the full model's weights, so that only the network differs.
     """
     check_device_option(device)
-    check_solve_weights(mu, lam_time, lam_spatial, motion)
+    check_solve_weights(mu, lam_time, lam_spatial, motion, uncertainty)
     if iters is not None and iters < 1:
         raise InputError(f"--iters must be >= 1, got {iters}")
     if window < 2 or not 0 <= overlap < window:
@@ -667,6 +701,7 @@ def run_reconstruct_prior(
         float(tuned["lam_spatial"] if lam_spatial is None else lam_spatial),
         int(tuned["iters"] if iters is None else iters),
         float(tuned.get("motion", 0.0) if motion is None else motion),
+        float(tuned.get("uncertainty", 0.0) if uncertainty is None else uncertainty),
     )
     with claim_outputs(
         [out],

@@ -22,7 +22,10 @@ from sirem_cli.cli._options import JsonOutput, Quiet
 
 PRIOR_PANEL = "Speech prior checkpoints (sirem train --model prior)"
 #: Options that only a speech-prior checkpoint takes, and only a paper-model one.
-PRIOR_ONLY = ("mu", "lam", "lam_spatial", "motion", "iters", "weights_from", "window", "overlap")
+PRIOR_ONLY = (
+    "mu", "lam", "lam_spatial", "motion", "uncertainty", "iters", "weights_from", "window",
+    "overlap",
+)  # fmt: skip
 FUSION_ONLY = ("batch", "branch", "hubert", "bf16", "no_cache")
 
 
@@ -66,6 +69,13 @@ def reconstruct(
         "--motion",
         rich_help_panel=PRIOR_PANEL,
         help="Temporal TV relaxation where the prior moves; 0: off (default: the checkpoint's).",
+    ),
+    uncertainty: float = typer.Option(
+        None,
+        "--uncertainty",
+        rich_help_panel=PRIOR_PANEL,
+        help="Temporal TV relaxation where the prior is unsure; 0: off (default: the "
+        "checkpoint's).",
     ),
     iters: int = typer.Option(
         None, "--iters", rich_help_panel=PRIOR_PANEL, help="Iterations (default: the checkpoint's)."
@@ -111,6 +121,7 @@ def reconstruct(
             lam_time=lam,
             lam_spatial=lam_spatial,
             motion=motion,
+            uncertainty=uncertainty,
             iters=iters,
             weights_from=weights_from,
             window=window,
@@ -182,7 +193,8 @@ def _reconstruct_prior(
     out.print(
         table(
             f"sirem reconstruct ({result.method}: mu {w.mu:g}, lam_t {w.lam_time:.4g}, "
-            f"lam_s {w.lam_spatial:.4g}, motion {w.motion:g}, {w.iters} iterations) -> "
+            f"lam_s {w.lam_spatial:.4g}, motion {w.motion:g}, uncertainty {w.uncertainty:g}, "
+            f"{w.iters} iterations) -> "
             f"{result.out}",
             ["utterance", "frames", "ms/frame", "prior network ms/frame"],
             [[p, n, f"{ms:.2f}", f"{net:.2f}"] for p, n, ms, net in result.rows],
@@ -198,6 +210,7 @@ def _reconstruct_prior(
             "lam_time": w.lam_time,
             "lam_spatial": w.lam_spatial,
             "motion": w.motion,
+            "uncertainty": w.uncertainty,
             "iters": w.iters,
             "rows": [
                 {"utterance": p, "frames": n, "ms_per_frame": ms, "prior_ms_per_frame": net}

@@ -40,6 +40,7 @@ FUSION_ONLY = (
 )  # fmt: skip
 PRIOR_ONLY = (
     "frames_per_epoch", "iters", "tune", "tune_frames", "mu", "lam", "lam_spatial", "motion",
+    "uncertainty",
 )  # fmt: skip
 
 
@@ -157,6 +158,13 @@ def train(
         help="Relax temporal TV where the predicted prior frames move: the mean frame-to-frame "
         "change (relative to the prior's peak) at which its weight halves; 0: off (fixed).",
     ),
+    uncertainty: float = typer.Option(
+        None,
+        "--uncertainty",
+        rich_help_panel=PRIOR_PANEL,
+        help="Relax temporal TV where the prior is unsure (low weight M from its predicted "
+        "variance): the mean 1 - M at which its weight halves; 0: off (fixed).",
+    ),
     quiet: Quiet = False,
     json_output: JsonOutput = False,
 ) -> None:
@@ -184,6 +192,7 @@ def train(
                 lam_time=lam,
                 lam_spatial=lam_spatial,
                 motion=motion,
+                uncertainty=uncertainty,
                 device=device,
             )
         _train_prior(prepared, out_file, options, overwrite)
@@ -374,10 +383,10 @@ def _train_prior(
             table(
                 "solve weights on the validation speakers (mean PSNR of the "
                 f"data-consistent reconstruction, {result.weights.iters} iterations)",
-                ["mu", "lam_t", "lam_s", "motion", "PSNR dB"],
+                ["mu", "lam_t", "lam_s", "motion", "uncertainty", "PSNR dB"],
                 [
                     [f"{s['mu']:g}", f"{s['lam_time']:.4g}", f"{s['lam_spatial']:.4g}",
-                     f"{s['motion']:g}", f"{s['psnr']:.2f}"]
+                     f"{s['motion']:g}", f"{s['uncertainty']:g}", f"{s['psnr']:.2f}"]
                     for s in result.scores
                 ],
             )
@@ -385,7 +394,7 @@ def _train_prior(
     w = result.weights
     out.print(
         f"stored: mu {w.mu:g}, lam_t {w.lam_time:.4g}, lam_s {w.lam_spatial:.4g}, "
-        f"motion {w.motion:g}, {w.iters} "
+        f"motion {w.motion:g}, uncertainty {w.uncertainty:g}, {w.iters} "
         f"iterations (ttv's own: lam {result.ttv[0]:.4g}, lam_spatial {result.ttv[1]:.4g})"
     )
     emit(
@@ -400,6 +409,7 @@ def _train_prior(
             "lam_time": w.lam_time,
             "lam_spatial": w.lam_spatial,
             "motion": w.motion,
+            "uncertainty": w.uncertainty,
             "iters": w.iters,
             "ttv_lam": result.ttv[0],
             "ttv_lam_spatial": result.ttv[1],

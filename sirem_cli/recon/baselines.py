@@ -193,12 +193,14 @@ class PriorTerm:
         mu: weight relative to L, the largest eigenvalue of A^H W A (0: plain ``ttv``).
         motion: relax temporal TV where the prior frames move
             (:func:`sirem_cli.recon.prior.motion_time_weight`; 0: off).
+        uncertainty: relax temporal TV where the weight M is low (same function; 0: off).
     """
 
     prior: Any
     weight: Any = None
     mu: float = 0.0
     motion: float = 0.0
+    uncertainty: float = 0.0
 
 
 def solve(
@@ -301,6 +303,7 @@ def _prior_solve(
         iters=int(iters),
         progress=progress,
         motion=float(prior.motion),
+        uncertainty=float(prior.uncertainty),
     )
 
 

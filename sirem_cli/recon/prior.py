@@ -9,7 +9,7 @@ with A the SENSE-NUFFT of each frame's own arms, W the density compensation, p (
 complex prior frames (e.g. from :func:`sirem_cli.models.speech_prior.prior_frames`),
 s (F,) a per-frame complex scale, M (H, W) or (F, H, W) a non-negative pixel weight and
 D_t the forward difference across frames, w (H, W) the temporal weight (1, or relaxed
-where the prior frames move: :func:`motion_time_weight`). The prior term is a quadratic with Hessian
+where the prior frames move or the prior is unsure: :func:`motion_time_weight`). The prior term is a quadratic with Hessian
 ``mu M`` (M diagonal), so the smooth part stays ``1/2 <x, N' x> - Re <x, b'> + c'`` with::
 
     N' = A^H W A + mu M,      b' = A^H W y + mu M (s (.) p),
@@ -124,9 +124,34 @@ def motion_map(prior: torch.Tensor) -> torch.Tensor:
     return grad_time(prior).abs().mean(dim=0) / peak
 
 
-def motion_time_weight(prior: torch.Tensor, motion: float) -> torch.Tensor | None:
-    """The per-pixel weight of temporal TV where the prior says the tissue moves:
-    ``w(r) = 1 / (1 + m(r) / motion)`` with m the :func:`motion_map` (None for motion 0).
+def uncertainty_map(weight: torch.Tensor) -> torch.Tensor:
+    """Where the prior is unsure: ``u(r) = mean_t max(0, 1 - M_t(r))``.
+
+    Args:
+        weight: the prior's pixel weight M, (H, W) or (F, H, W), real >= 0 (e.g. the
+            precision of the network's predicted variance, 1 where it is most confident).
+
+    Returns:
+        (H, W) real map in [0, 1]; all zero for M = 1 everywhere.
+    """
+    if not isinstance(weight, torch.Tensor) or weight.ndim not in (2, 3) or weight.is_complex():
+        shape = tuple(getattr(weight, "shape", ()))
+        raise ShapeError(f"weight: expected a real (H, W) or (F, H, W) tensor, got {shape}")
+    unsure = (1.0 - weight).clamp_min(0.0)
+    return unsure.mean(dim=0) if unsure.ndim == 3 else unsure
+
+
+def motion_time_weight(
+    prior: torch.Tensor,
+    motion: float,
+    *,
+    weight: torch.Tensor | None = None,
+    uncertainty: float = 0.0,
+) -> torch.Tensor | None:
+    """The per-pixel weight of temporal TV, relaxed where the prior says the tissue moves:
+    ``w(r) = 1 / (1 + m(r) / motion + u(r) / uncertainty)`` with m the :func:`motion_map`
+    of the prior frames and u the :func:`uncertainty_map` of their weight M (a term whose
+    strength is 0 is left out; None when both are).
 
     Temporal TV at one weight everywhere trades the blur of moving articulators against
     the noise of static tissue; the speech prior's predicted frames say, for this
@@ -134,13 +159,23 @@ def motion_time_weight(prior: torch.Tensor, motion: float) -> torch.Tensor | Non
     there and kept elsewhere. ``motion`` is the map value (a mean frame-to-frame change,
     relative to the prior's peak) at which the weight halves; where the prior is static
     (m = 0) the weight is 1, so a prior that does not change in time leaves temporal TV as
-    it is.
+    it is. A network that predicts no motion (one without audio) still says where it is
+    *unsure* (low precision M, where speech moves the tissue on average): ``uncertainty``
+    relaxes temporal TV there, the weight halving where the mean ``1 - M`` reaches it.
     """
-    if not (math.isfinite(motion) and motion >= 0):
-        raise ShapeError(f"motion: expected a finite number >= 0, got {motion}")
-    if motion == 0:
+    for name, value in (("motion", motion), ("uncertainty", uncertainty)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ShapeError(f"{name}: expected a finite number >= 0, got {value}")
+    if uncertainty > 0 and weight is None:
+        uncertainty = 0.0  # M = 1 everywhere: nothing is unsure
+    if motion == 0 and uncertainty == 0:
         return None
-    return 1.0 / (1.0 + motion_map(prior) / motion)
+    relax = torch.zeros(prior.shape[-2:], dtype=prior.real.dtype, device=prior.device)
+    if motion > 0:
+        relax = relax + motion_map(prior) / motion
+    if uncertainty > 0:
+        relax = relax + uncertainty_map(weight).to(relax) / uncertainty
+    return 1.0 / (1.0 + relax)
 
 
 def _frame_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -242,6 +277,7 @@ def prior_solve(
     track_objective: bool = False,
     progress: ProgressFn | None = None,
     motion: float = 0.0,
+    uncertainty: float = 0.0,
 ) -> PriorSolveResult:
     """Temporal-TV reconstruction pulled towards a per-frame prior image.
 
@@ -275,6 +311,8 @@ def prior_solve(
         progress: called with the iteration number.
         motion: with mu > 0, relax temporal TV where the prior moves
             (:func:`motion_time_weight`; 0: one weight everywhere).
+        uncertainty: with mu > 0, relax temporal TV where the prior's weight M is low
+            (:func:`motion_time_weight`; 0: off).
 
     Returns:
         :class:`PriorSolveResult`.
@@ -329,7 +367,11 @@ def prior_solve(
         track_objective=track_objective,
         progress=progress,
         x0=target if (warm_start and mu_abs > 0) else None,
-        time_weight=motion_time_weight(prior, motion) if mu_abs > 0 else None,
+        time_weight=(
+            motion_time_weight(prior, motion, weight=weight, uncertainty=uncertainty)
+            if mu_abs > 0
+            else None
+        ),
     )
     return PriorSolveResult(
         x=res.x,
