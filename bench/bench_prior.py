@@ -4,7 +4,8 @@
 
 Builds a 3-speaker ``sirem synth`` corpus, prepares it at 2 arms per frame and writes a
 speech-prior checkpoint with fixed weights (``--epochs 0 --no-tune``: the network's cost does
-not depend on its training; ``--motion`` set, so the per-pixel temporal weight is timed). Then, interleaved ``--repeats`` times, it reconstructs the test
+not depend on its training; ``--motion`` and ``--uncertainty`` set, so the per-pixel temporal
+weight is formed and applied). Then, interleaved ``--repeats`` times, it reconstructs the test
 utterance with ``sirem baseline --method ttv`` and with ``sirem reconstruct --ckpt prior.pt``
 at the same weights (lam_t, lam_s) and iterations, and compares the ms/frame each command
 records (everything after the imports: features, network, plans, kernels, the solve). Prints a
@@ -25,7 +26,7 @@ from _util import ROOT, child_env, write_json
 
 sys.path.insert(0, str(ROOT))
 
-LAM, LAM_S, MU, MOTION = 0.05, 0.003, 0.1, 0.01
+LAM, LAM_S, MU, MOTION, UNSURE = 0.05, 0.003, 0.1, 0.01, 1.0
 
 
 def sirem(*args: object) -> None:
@@ -57,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         sirem("prepare", corpus, prepared, "--arms-per-frame", 2)
         sirem(
             "train", prepared, "--model", "prior", "--epochs", 0, "--no-tune", "--mu", MU,
-            "--lam", LAM, "--lam-spatial", LAM_S, "--motion", MOTION, "--iters", opts.iters,
-            "--out", ckpt,
+            "--lam", LAM, "--lam-spatial", LAM_S, "--motion", MOTION, "--uncertainty", UNSURE,
+            "--iters", opts.iters, "--out", ckpt,
         )  # fmt: skip
         runs: dict[str, list[float]] = {"ttv": [], "speech prior": []}
         for i in range(opts.repeats):
