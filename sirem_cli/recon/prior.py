@@ -9,8 +9,9 @@ with A the SENSE-NUFFT of each frame's own arms, W the density compensation, p (
 complex prior frames (e.g. from :func:`sirem_cli.models.speech_prior.prior_frames`),
 s (F,) a per-frame complex scale, M (H, W) or (F, H, W) a non-negative pixel weight and
 D_t the forward difference across frames, w (H, W) the temporal weight (1, or relaxed
-where the prior frames move or the prior is unsure: :func:`motion_time_weight`). The prior term is a quadratic with Hessian
-``mu M`` (M diagonal), so the smooth part stays ``1/2 <x, N' x> - Re <x, b'> + c'`` with::
+where the prior frames move or the prior is unsure: :func:`motion_time_weight`). The prior
+term is a quadratic with Hessian ``mu M`` (M diagonal), so the smooth part stays
+``1/2 <x, N' x> - Re <x, b'> + c'`` with::
 
     N' = A^H W A + mu M,      b' = A^H W y + mu M (s (.) p),
 
