@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,18 @@ class SolveWeights:
     iters: int
     motion: float = 0.0  # temporal TV relaxed where the prior moves (0: off)
     uncertainty: float = 0.0  # ... and where the prior is unsure (low M; 0: off)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> SolveWeights:
+        """The weights named in a flat record (a checkpoint's info, a tuning score); a
+        relaxation the record lacks (written before it existed) is 0."""
+        values = {}
+        for f in fields(cls):
+            value = record.get(f.name, f.default)
+            if value is MISSING:
+                raise KeyError(f.name)
+            values[f.name] = int(value) if f.name == "iters" else float(value)
+        return cls(**values)
 
 
 # -- features ---------------------------------------------------------------------------------
@@ -582,15 +594,7 @@ def _choose_weights(
         if progress is not None:
             progress("prior weights", i + 1, len(grid))
     best = max(scores, key=lambda s: s["psnr"])
-    chosen = SolveWeights(
-        best["mu"],
-        best["lam_time"],
-        best["lam_spatial"],
-        options.iters,
-        best["motion"],
-        best["uncertainty"],
-    )
-    return chosen, ttv, scores
+    return SolveWeights.from_record(best), ttv, scores
 
 
 def _relaxable(blocks: Sequence[tuple[UtterancePrior, slice]]) -> tuple[bool, bool]:
@@ -695,14 +699,11 @@ def run_reconstruct_prior(
                 f"{ref.path}: format version {ref.version} has no time-averaged image xbar: "
                 "prepare the corpus again with this sirem for the speech prior"
             )
-    weights = SolveWeights(
-        float(tuned["mu"] if mu is None else mu),
-        float(tuned["lam_time"] if lam_time is None else lam_time),
-        float(tuned["lam_spatial"] if lam_spatial is None else lam_spatial),
-        int(tuned["iters"] if iters is None else iters),
-        float(tuned.get("motion", 0.0) if motion is None else motion),
-        float(tuned.get("uncertainty", 0.0) if uncertainty is None else uncertainty),
-    )
+    given = {
+        "mu": mu, "lam_time": lam_time, "lam_spatial": lam_spatial, "iters": iters,
+        "motion": motion, "uncertainty": uncertainty,
+    }  # fmt: skip
+    weights = SolveWeights.from_record(tuned | {k: v for k, v in given.items() if v is not None})
     with claim_outputs(
         [out],
         inputs=inputs,
